@@ -1,0 +1,279 @@
+"""Ledger events: one typed record per state change, one JSON line each.
+
+    ev = SubmittedEvent.for_row(row, task_uuid=t, attempt=1, run_id=r, estimate_usd=0.011)
+    line = event_to_json(ev)              # '{"event":"submitted","id":...}'
+    event_from_dict(json.loads(line))     # == ev
+
+Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum them exactly with
+``Decimal(str(x))``. ``pipeline.ledger`` re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any, ClassVar, TypeAlias
+
+from pipeline.rows import Row
+
+__all__ = [
+    "DownloadFailedEvent",
+    "DownloadedEvent",
+    "Event",
+    "FailedEvent",
+    "ImageResult",
+    "JobEvent",
+    "RunEvent",
+    "SubmittedEvent",
+    "SucceededEvent",
+    "UploadedEvent",
+    "event_from_dict",
+    "event_to_dict",
+    "event_to_json",
+    "utc_now",
+]
+
+
+def utc_now() -> str:
+    """Now as an ISO-8601 UTC string with milliseconds: ``2026-11-23T20:43:35.123Z``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent:
+    """First line of every ledger, written once: the namespace of the job's task UUIDs."""
+
+    kind: ClassVar[str] = "job"
+    namespace: str
+    job: str
+    version: int = 1
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEvent:
+    """A run of the job started."""
+
+    kind: ClassVar[str] = "run"
+    run_id: str
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadedEvent:
+    """A local reference image was uploaded once (``imageUpload``); reuse ``image_uuid`` for its content."""
+
+    kind: ClassVar[str] = "uploaded"
+    sha256: str
+    image_uuid: str
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmittedEvent:
+    """Written and flushed BEFORE the request is sent; enough to rebuild the row's results line."""
+
+    kind: ClassVar[str] = "submitted"
+    id: str
+    fingerprint: str
+    task_uuid: str
+    attempt: int
+    run_id: str
+    estimate_usd: float | None
+    request: dict[str, Any]
+    passthrough: dict[str, Any] = field(default_factory=dict)
+    at: str = field(default_factory=utc_now)
+
+    @classmethod
+    def for_row(
+        cls, row: Row, *, task_uuid: str, attempt: int, run_id: str, estimate_usd: float | Decimal | None
+    ) -> SubmittedEvent:
+        """The event for sending ``row`` as ``task_uuid`` (request fields and passthrough copied)."""
+        r = row.request
+        request = {
+            "model": r.model,
+            "prompt": r.prompt,
+            "width": r.width,
+            "height": r.height,
+            "quality": r.quality,
+            "background": r.background,
+            "output_format": r.output_format,
+            "number_results": r.number_results,
+            "reference_images": list(r.reference_images),
+        }
+        estimate = None if estimate_usd is None else float(estimate_usd)
+        return cls(
+            id=row.id,
+            fingerprint=row.fingerprint,
+            task_uuid=task_uuid,
+            attempt=attempt,
+            run_id=run_id,
+            estimate_usd=estimate,
+            request=request,
+            passthrough=dict(row.passthrough),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageResult:
+    """One generated image of a succeeded task."""
+
+    index: int
+    image_uuid: str
+    image_url: str
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SucceededEvent:
+    """The provider returned the images. ``cost_usd`` is the sum of their costs (None if none was sent)."""
+
+    kind: ClassVar[str] = "succeeded"
+    id: str
+    fingerprint: str
+    task_uuid: str
+    run_id: str
+    images: tuple[ImageResult, ...]
+    cost_usd: float | None
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailedEvent:
+    """The attempt failed; ``retryable=False`` means the row failed for good."""
+
+    kind: ClassVar[str] = "failed"
+    id: str
+    fingerprint: str
+    task_uuid: str
+    run_id: str
+    code: str
+    message: str
+    retryable: bool
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadedEvent:
+    """Image ``index`` of the task is on disk at ``path``."""
+
+    kind: ClassVar[str] = "downloaded"
+    id: str
+    fingerprint: str
+    task_uuid: str
+    index: int
+    image_uuid: str
+    path: str
+    sha256: str
+    bytes: int
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadFailedEvent:
+    """Downloading image ``index`` failed; a later run retries the download alone (never the generation)."""
+
+    kind: ClassVar[str] = "download_failed"
+    id: str
+    fingerprint: str
+    task_uuid: str
+    index: int
+    message: str
+    at: str = field(default_factory=utc_now)
+
+
+Event: TypeAlias = (
+    JobEvent
+    | RunEvent
+    | UploadedEvent
+    | SubmittedEvent
+    | SucceededEvent
+    | FailedEvent
+    | DownloadedEvent
+    | DownloadFailedEvent
+)
+
+_KINDS: dict[str, type[Any]] = {
+    cls.kind: cls
+    for cls in (
+        JobEvent,
+        RunEvent,
+        UploadedEvent,
+        SubmittedEvent,
+        SucceededEvent,
+        FailedEvent,
+        DownloadedEvent,
+        DownloadFailedEvent,
+    )
+}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (*_KINDS.values(), ImageResult)
+}
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for what ``json`` cannot encode: dataclasses, dates, Decimal, paths, sets, bytes."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: getattr(value, name) for name in _FIELDS.get(type(value), ())}
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, PurePath):
+        return str(value)
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """``{"event": kind, **fields}`` (nested values not converted)."""
+    return {"event": event.kind, **{name: getattr(event, name) for name in _FIELDS[type(event)]}}
+
+
+def event_to_json(event: Event) -> str:
+    """One line of strict JSON (no newline). Non-JSON passthrough values are converted, NaN becomes null."""
+    payload = event_to_dict(event)
+    try:
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
+    except ValueError:
+        plain = json.loads(json.dumps(payload, default=_json_default))
+        return json.dumps(_finite(plain), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def event_from_dict(record: Mapping[str, Any]) -> Event | None:
+    """The typed event for a parsed line; None for an unknown kind (from a newer version: skipped).
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` when a known kind lacks a field or is malformed.
+    """
+    cls = _KINDS.get(record["event"])
+    if cls is None:
+        return None
+    kwargs = {name: record[name] for name in _FIELDS[cls] if name in record}
+    if cls is SucceededEvent:
+        names = _FIELDS[ImageResult]
+        kwargs["images"] = tuple(
+            ImageResult(**{n: image[n] for n in names if n in image}) for image in record["images"]
+        )
+    event: Event = cls(**kwargs)
+    return event
