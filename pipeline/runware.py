@@ -1,0 +1,109 @@
+"""The Runware client: send tasks over ``httpx.AsyncClient``, poll them, upload reference images.
+
+    async with httpx.AsyncClient(timeout=180) as http:
+        client = RunwareClient(http, "https://api.runware.ai/v1", api_key)
+        images = await client.infer(task)          # sync delivery: the images; async: [] (accepted)
+        status = await client.get_response(uuid, expected=1)
+        image_uuid = await client.upload(data_uri)
+
+Auth is a Bearer header. Transport failures become ``InDoubtError``; error answers become the typed errors
+of ``pipeline.runware_wire``. The API key is scrubbed from every message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from pipeline.errors import ProviderError
+from pipeline.runware_wire import (
+    GeneratedImage,
+    InDoubtError,
+    TaskConflictError,
+    TaskStatus,
+    TaskUnknownError,
+    classify,
+    data_uri_of,
+    get_response_task,
+    images_of,
+    inference_task,
+    is_overload,
+    read_answer,
+    task_status,
+    upload_task,
+)
+
+__all__ = [
+    "GeneratedImage",
+    "InDoubtError",
+    "RunwareClient",
+    "TaskConflictError",
+    "TaskStatus",
+    "TaskUnknownError",
+    "classify",
+    "data_uri_of",
+    "inference_task",
+    "is_overload",
+    "transport_error",
+]
+
+
+def transport_error(exc: httpx.HTTPError) -> InDoubtError:
+    """A transport failure (timeout, dropped connection, protocol error): the task is in doubt."""
+    name = type(exc).__name__
+    code = "timeout" if isinstance(exc, httpx.TimeoutException) else "connectionError"
+    return InDoubtError(message=f"{name}: {exc}" if str(exc) else name, code=code)
+
+
+class RunwareClient:
+    """Runware's REST API (``POST endpoint`` with a JSON array of tasks)."""
+
+    def __init__(self, http: httpx.AsyncClient, endpoint: str, api_key: str) -> None:
+        self._http = http
+        self.endpoint = endpoint
+        self._api_key = api_key
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+    async def post(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Send ``tasks``; the answer's data items, or a classified ``ProviderError``."""
+        try:
+            response = await self._http.post(self.endpoint, json=list(tasks), headers=self._headers)
+            body = await response.aread()
+        except httpx.HTTPError as exc:
+            raise self._scrub(transport_error(exc)) from None
+        try:
+            return read_answer(response.status_code, response.headers, body)
+        except ProviderError as exc:
+            raise self._scrub(exc) from None
+
+    async def infer(self, task: dict[str, Any]) -> list[GeneratedImage]:
+        """Send one ``imageInference`` task; its images (empty when delivery is async: poll it)."""
+        items = await self.post([task])
+        return images_of(items, task["taskUUID"])
+
+    async def get_response(self, task_uuid: str, *, expected: int) -> TaskStatus:
+        """What the provider says about ``task_uuid`` now; raises the task's error if it failed."""
+        try:
+            items = await self.post([get_response_task(task_uuid)])
+        except TaskUnknownError:
+            return TaskStatus("unknown")
+        return task_status(items, task_uuid, expected)
+
+    async def upload(self, image: str) -> str:
+        """Upload a data URI with ``imageUpload``; its imageUUID."""
+        task_uuid = str(uuid.uuid4())
+        items = await self.post([upload_task(task_uuid, image)])
+        for item in items:
+            if item.get("taskUUID") == task_uuid and item.get("imageUUID"):
+                return str(item["imageUUID"])
+        raise InDoubtError(message="imageUpload answer without an imageUUID", code="malformedAnswer")
+
+    def _scrub(self, exc: ProviderError) -> ProviderError:
+        """Never let the API key through in a message (some servers echo the request)."""
+        if self._api_key and self._api_key in exc.message:
+            exc.message = exc.message.replace(self._api_key, "***")
+            exc.args = (exc.message,)
+        return exc

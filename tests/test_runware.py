@@ -1,0 +1,222 @@
+"""The Runware client: tasks exactly as the wire examples, answers and errors read and classified."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline.errors import (
+    FatalProviderError,
+    PermanentProviderError,
+    TransientError,
+    TransientProviderError,
+)
+from pipeline.rows import ImageRequest
+from pipeline.runware import (
+    InDoubtError,
+    RunwareClient,
+    TaskConflictError,
+    inference_task,
+    transport_error,
+)
+from pipeline.runware_wire import parse_retry_after, read_answer, task_status
+
+DATA = Path(__file__).parent / "data"
+KEY = "sk-test-SECRET-0123456789"
+CASES = ["jigsaw-collage", "mask-fusion", "matchbox-label", "salt-flats"]
+
+
+def _example(case: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    request = json.loads((DATA / f"{case}.request.json").read_text())[0]
+    response = json.loads((DATA / f"{case}.response.json").read_text())
+    return request, response
+
+
+def _request_of(task: dict[str, Any]) -> ImageRequest:
+    settings = task["providerSettings"]["openai"]
+    return ImageRequest(
+        model=task["model"],
+        prompt=task["positivePrompt"],
+        width=task["width"],
+        height=task["height"],
+        quality=settings["quality"],
+        background=settings["background"],
+        output_format="JPG",
+        number_results=1,
+        reference_images=tuple(task.get("inputs", {}).get("referenceImages", [])),
+    )
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def _client(handler: Handler) -> tuple[RunwareClient, httpx.AsyncClient]:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return RunwareClient(http, "https://api.example/v1", KEY), http
+
+
+class TestTaskShape:
+    @pytest.mark.parametrize("case", CASES)
+    def test_matches_the_wire_examples(self, case: str) -> None:
+        """Every field of the real request is built exactly, plus the pipeline's fixed fields."""
+        expected, _ = _example(case)
+        req = _request_of(expected)
+        task = inference_task(req, expected["taskUUID"], req.reference_images)
+        fixed = {"numberResults": 1, "outputType": "URL", "outputFormat": "JPG", "includeCost": True}
+        assert task == {**expected, **fixed}
+
+    def test_no_inputs_without_references_and_async_delivery(self) -> None:
+        """inputs is omitted when empty; async delivery adds deliveryMethod."""
+        expected, _ = _example("salt-flats")
+        task = inference_task(_request_of(expected), "u", (), delivery="async")
+        assert "inputs" not in task
+        assert task["deliveryMethod"] == "async"
+
+
+class TestAnswers:
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("case", CASES)
+    async def test_reads_images_and_cost(self, case: str) -> None:
+        """The example response yields its imageUUID, URL and cost; auth is a Bearer header."""
+        request, response = _example(case)
+        seen: list[httpx.Request] = []
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            seen.append(r)
+            return httpx.Response(200, json=response)
+
+        client, http = _client(handler)
+        async with http:
+            images = await client.infer(request)
+        item = response["data"][0]
+        assert [(i.image_uuid, i.image_url, i.cost_usd) for i in images] == [
+            (item["imageUUID"], item["imageURL"], item["cost"])
+        ]
+        assert seen[0].headers["authorization"] == f"Bearer {KEY}"
+        assert json.loads(seen[0].content) == [request]
+
+    @pytest.mark.parametrize(
+        ("status", "code", "error"),
+        [
+            (400, "invalidParameter", PermanentProviderError),
+            (401, "invalidApiKey", FatalProviderError),
+            (402, "insufficientCredits", FatalProviderError),
+            (403, "forbidden", FatalProviderError),
+            (429, "tooManyRequests", TransientProviderError),
+            (503, "serviceUnavailable", TransientProviderError),
+            (504, "timeout", TransientProviderError),
+            (500, "internalError", InDoubtError),
+            (400, "conflictTaskUUID", TaskConflictError),
+        ],
+    )
+    def test_error_envelope_classified(self, status: int, code: str, error: type[Exception]) -> None:
+        """HTTP status and error code map to transient, permanent or fatal."""
+        body = json.dumps({"errors": [{"code": code, "message": "m", "taskUUID": "t"}]}).encode()
+        with pytest.raises(error) as info:
+            read_answer(status, {}, body)
+        assert info.value.code == code  # type: ignore[attr-defined]
+
+    def test_refusals_are_not_in_doubt(self) -> None:
+        """429/503/504 say the task did not run: a new attempt, no reconciliation."""
+        for status in (429, 503, 504):
+            with pytest.raises(TransientProviderError) as info:
+                read_answer(status, {}, b'{"errors":[{"code":"x","message":"busy"}]}')
+            assert not isinstance(info.value, InDoubtError)
+
+    def test_error_item_in_data(self) -> None:
+        """A data item with status "error" is the task's error."""
+        items = [
+            {"taskUUID": "t", "status": "error", "error": {"code": "contentModeration", "message": "no"}}
+        ]
+        with pytest.raises(PermanentProviderError, match="no"):
+            task_status(items, "t", 1)
+
+    def test_retry_after_header(self) -> None:
+        """Retry-After is carried on the error (seconds or HTTP date)."""
+        with pytest.raises(TransientProviderError) as info:
+            read_answer(429, {"retry-after": "3"}, b'{"errors":[{"code":"x","message":"m"}]}')
+        assert info.value.retry_after == 3.0
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+        assert parse_retry_after("soon") is None
+
+    def test_malformed_body_is_in_doubt(self) -> None:
+        """A 200 whose body is not JSON leaves the task in doubt."""
+        with pytest.raises(InDoubtError):
+            read_answer(200, {}, b"{not json")
+
+    def test_get_response_states(self) -> None:
+        """processing, success with all images, unknown when the task is not listed."""
+        ok = {"taskUUID": "t", "imageUUID": "i", "imageURL": "u", "cost": 0.011, "status": "success"}
+        assert task_status([{"taskUUID": "t", "status": "processing"}], "t", 1).state == "processing"
+        assert task_status([ok], "t", 1).state == "success"
+        assert task_status([ok], "t", 2).state == "processing"
+        assert task_status([], "t", 1).state == "unknown"
+
+
+class TestTransport:
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            httpx.ReadTimeout("slow"),
+            httpx.ConnectTimeout("slow"),
+            httpx.RemoteProtocolError("dropped"),
+            httpx.ReadError("reset"),
+            httpx.ConnectError("refused"),
+            httpx.WriteError("broken"),
+        ],
+    )
+    async def test_transport_failures_are_in_doubt(self, exc: httpx.HTTPError) -> None:
+        """Timeouts and dropped connections leave the task in doubt (transient)."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            raise exc
+
+        client, http = _client(handler)
+        async with http:
+            with pytest.raises(InDoubtError) as info:
+                await client.infer({"taskUUID": "t"})
+        assert isinstance(info.value, TransientError)
+
+    def test_every_httpx_error_maps(self) -> None:
+        """Every httpx transport error class maps to InDoubtError."""
+        classes = [c for c in vars(httpx).values() if isinstance(c, type) and issubclass(c, httpx.HTTPError)]
+        for cls in classes:
+            try:
+                exc = cls("x")
+            except TypeError:
+                continue
+            assert isinstance(transport_error(exc), InDoubtError)
+
+    @pytest.mark.anyio
+    async def test_api_key_never_in_errors(self) -> None:
+        """A server echoing the key in its error message does not leak it."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            return httpx.Response(401, json={"errors": [{"code": "invalidApiKey", "message": f"bad {KEY}"}]})
+
+        client, http = _client(handler)
+        async with http:
+            with pytest.raises(FatalProviderError) as info:
+                await client.infer({"taskUUID": "t"})
+        assert KEY not in str(info.value)
+        assert KEY not in repr(info.value.args)
+
+    @pytest.mark.anyio
+    async def test_upload_returns_image_uuid(self) -> None:
+        """imageUpload sends a data URI and returns the imageUUID."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            task = json.loads(r.content)[0]
+            assert task["taskType"] == "imageUpload"
+            assert task["image"].startswith("data:image/png;base64,")
+            return httpx.Response(200, json={"data": [{"taskUUID": task["taskUUID"], "imageUUID": "img-1"}]})
+
+        client, http = _client(handler)
+        async with http:
+            assert await client.upload("data:image/png;base64,AAAA") == "img-1"
