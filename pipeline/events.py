@@ -4,7 +4,8 @@
     line = event_to_json(ev)              # '{"event":"submitted","id":...}'
     event_from_dict(json.loads(line))     # == ev
 
-Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum them exactly with
+Events are plain slotted dataclasses (not frozen, for speed on million-line ledgers): treat them as
+immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum them exactly with
 ``Decimal(str(x))``. ``pipeline.ledger`` re-exports every name here.
 """
 
@@ -44,7 +45,7 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class JobEvent:
     """First line of every ledger, written once: the namespace of the job's task UUIDs."""
 
@@ -55,7 +56,7 @@ class JobEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class RunEvent:
     """A run of the job started."""
 
@@ -64,7 +65,7 @@ class RunEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class UploadedEvent:
     """A local reference image was uploaded once (``imageUpload``); reuse ``image_uuid`` for its content."""
 
@@ -74,7 +75,7 @@ class UploadedEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SubmittedEvent:
     """Written and flushed BEFORE the request is sent; enough to rebuild the row's results line."""
 
@@ -119,7 +120,7 @@ class SubmittedEvent:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ImageResult:
     """One generated image of a succeeded task."""
 
@@ -129,7 +130,7 @@ class ImageResult:
     cost_usd: float | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SucceededEvent:
     """The provider returned the images. ``cost_usd`` is the sum of their costs (None if none was sent)."""
 
@@ -143,7 +144,7 @@ class SucceededEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class FailedEvent:
     """The attempt failed; ``retryable=False`` means the row failed for good."""
 
@@ -158,7 +159,7 @@ class FailedEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class DownloadedEvent:
     """Image ``index`` of the task is on disk at ``path``."""
 
@@ -174,7 +175,7 @@ class DownloadedEvent:
     at: str = field(default_factory=utc_now)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class DownloadFailedEvent:
     """Downloading image ``index`` failed; a later run retries the download alone (never the generation)."""
 
@@ -269,11 +270,19 @@ def event_from_dict(record: Mapping[str, Any]) -> Event | None:
     cls = _KINDS.get(record["event"])
     if cls is None:
         return None
-    kwargs = {name: record[name] for name in _FIELDS[cls] if name in record}
+    kwargs = dict(record)
+    del kwargs["event"]
     if cls is SucceededEvent:
-        names = _FIELDS[ImageResult]
-        kwargs["images"] = tuple(
-            ImageResult(**{n: image[n] for n in names if n in image}) for image in record["images"]
-        )
-    event: Event = cls(**kwargs)
+        kwargs["images"] = tuple(_image(image) for image in record["images"])
+    try:
+        event: Event = cls(**kwargs)
+    except TypeError:  # fields added by a newer version: keep the ones this version knows
+        event = cls(**{name: kwargs[name] for name in _FIELDS[cls] if name in kwargs})
     return event
+
+
+def _image(image: Mapping[str, Any]) -> ImageResult:
+    try:
+        return ImageResult(**image)
+    except TypeError:
+        return ImageResult(**{name: image[name] for name in _FIELDS[ImageResult] if name in image})

@@ -13,11 +13,13 @@ are re-exported here; the fold into ``LedgerState`` is in ``pipeline.ledger_stat
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,6 +94,7 @@ __all__ = [
 LEDGER_NAME = "ledger.jsonl"
 FsyncPolicy = Literal["always", "group", "never"]
 _CHUNK = 64 * 1024
+_decode = json.JSONDecoder().decode
 
 
 class LedgerError(PipelineError):
@@ -137,7 +140,7 @@ def _parse_line(path: Path, number: int, raw: bytes, *, last: bool) -> dict[str,
     if not raw.strip():
         return None
     try:
-        record = json.loads(raw)
+        record = _decode(raw.decode())
         if not isinstance(record, dict) or not isinstance(record.get("event"), str):
             raise ValueError('not an object with an "event" key')
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -163,7 +166,21 @@ def read_events(path: str | Path) -> Iterator[Event]:
 
 def load_state(path: str | Path) -> LedgerState:
     """The fold of the ledger at ``path`` (an empty state if there is no ledger yet)."""
-    return fold(read_events(path))
+    with gc_paused():
+        return fold(read_events(path))
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: folding millions of small objects triggers full passes over all of them, and
+    none of them is cyclic garbage (a third of the time on a 100k-row ledger)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 _ROW_STATES_SCHEMA = {"id": pl.String, "fingerprint": pl.String, "state": pl.String}

@@ -11,12 +11,10 @@ The functions block (a 100k-row table takes about a second): call them through `
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import tempfile
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -24,8 +22,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from pipeline.errors import PipelineError
-from pipeline.events import DownloadedEvent, Event, FailedEvent, SubmittedEvent, SucceededEvent
-from pipeline.ledger import LEDGER_NAME, read_events
+from pipeline.events import DownloadedEvent, Event, FailedEvent, JobEvent, SubmittedEvent, SucceededEvent
+from pipeline.ledger import LEDGER_NAME, gc_paused, read_events
 from pipeline.ledger_state import FAILED, IN_DOUBT, PENDING, SUCCEEDED, LedgerState
 
 if TYPE_CHECKING:
@@ -77,6 +75,7 @@ RESULTS_COLUMNS: dict[str, Any] = {
     "run_id": pl.String,
     "job": pl.String,
 }
+_RESERVED = frozenset(RESULTS_COLUMNS)
 _REQUEST_COLUMNS = ("model", "width", "height", "quality", "background", "output_format", "prompt")
 REJECTS_COLUMNS: dict[str, Any] = {"row_number": pl.Int64, "id": pl.String, "reason": pl.String}
 
@@ -95,40 +94,48 @@ class RejectLike(Protocol):
 # -- building ------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _RowDetail:
     """What one (id, fingerprint) needs for its results lines."""
 
-    submits: dict[str, SubmittedEvent] = field(default_factory=dict)  # task_uuid -> event
-    last_submit: SubmittedEvent | None = None
-    success: SucceededEvent | None = None
-    last_failed: FailedEvent | None = None
+    __slots__ = ("last_failed", "last_kind", "last_submit", "submits", "success")
+
+    def __init__(self) -> None:
+        self.submits: dict[str, SubmittedEvent] = {}  # task_uuid -> event
+        self.last_submit: SubmittedEvent | None = None
+        self.success: SucceededEvent | None = None
+        self.last_failed: FailedEvent | None = None
+        self.last_kind = ""
+
+    @property
+    def state(self) -> str:
+        """The ledger's row-state rule (see ``pipeline.ledger_state``)."""
+        if self.success is not None:
+            return SUCCEEDED
+        if self.last_kind == "submitted":
+            return IN_DOUBT
+        return FAILED if self.last_failed is not None and not self.last_failed.retryable else PENDING
 
 
 def build_results(events: Iterable[Event], job: str | None = None) -> pl.DataFrame:
     """The results table for ``events`` (pure). ``job`` defaults to the ledger header's job name."""
-    state = LedgerState()
-    details: dict[tuple[str, str], _RowDetail] = {}
-    downloads: dict[tuple[str, int], DownloadedEvent] = {}
-    for event in events:
-        state.apply(event)
-        _collect(event, details, downloads)
-    columns: dict[str, list[Any]] = {name: [] for name in RESULTS_COLUMNS}
-    passthrough: dict[str, list[Any]] = {}
-    job_name = job if job is not None else state.job
-    for key, record in state.rows.items():
-        detail = details[key]
-        if record.state == SUCCEEDED and detail.success is not None:
-            lines = _success_lines(detail, detail.success, downloads)
-        elif record.state == FAILED and detail.last_failed is not None:
-            lines = [_failure_line(detail, detail.last_failed)]
-        else:
-            continue
-        for line, extra in lines:
-            line["attempts"] = len(detail.submits)
-            line["job"] = job_name
-            _append(columns, passthrough, line, extra)
-    return _frame(columns, passthrough)
+    with gc_paused():
+        details: dict[tuple[str, str], _RowDetail] = {}
+        downloads: dict[tuple[str, int], DownloadedEvent] = {}
+        header_job: str | None = None
+        for event in events:
+            if isinstance(event, JobEvent):
+                header_job = header_job or event.job
+            else:
+                _collect(event, details, downloads)
+        lines: list[dict[str, Any]] = []
+        extras: list[dict[str, Any]] = []
+        for detail in details.values():
+            state = detail.state
+            if state == SUCCEEDED and detail.success is not None:
+                _success_lines(detail, detail.success, downloads, lines, extras)
+            elif state == FAILED and detail.last_failed is not None:
+                _failure_line(detail, detail.last_failed, lines, extras)
+        return _frame(lines, extras, job if job is not None else header_job)
 
 
 def _collect(
@@ -136,115 +143,130 @@ def _collect(
     details: dict[tuple[str, str], _RowDetail],
     downloads: dict[tuple[str, int], DownloadedEvent],
 ) -> None:
+    if isinstance(event, DownloadedEvent):
+        downloads[(event.task_uuid, event.index)] = event
+        return
+    if not isinstance(event, (SubmittedEvent, SucceededEvent, FailedEvent)):
+        return
+    key = (event.id, event.fingerprint)
+    detail = details.get(key)
+    if detail is None:
+        detail = details[key] = _RowDetail()
+    detail.last_kind = event.kind
     if isinstance(event, SubmittedEvent):
-        detail = details.setdefault((event.id, event.fingerprint), _RowDetail())
         detail.submits[event.task_uuid] = event
         detail.last_submit = event
     elif isinstance(event, SucceededEvent):
-        detail = details.setdefault((event.id, event.fingerprint), _RowDetail())
         detail.success = detail.success or event
-    elif isinstance(event, FailedEvent):
-        details.setdefault((event.id, event.fingerprint), _RowDetail()).last_failed = event
-    elif isinstance(event, DownloadedEvent):
-        downloads[(event.task_uuid, event.index)] = event
+    else:
+        detail.last_failed = event
 
 
-_Line = tuple[dict[str, Any], dict[str, Any]]  # (standard columns, passthrough)
-
-
-def _base_line(submit: SubmittedEvent | None, end: SucceededEvent | FailedEvent) -> _Line:
-    request = submit.request if submit else {}
-    submitted_at = _timestamp(submit.at) if submit else None
-    completed_at = _timestamp(end.at)
-    latency = (completed_at - submitted_at).total_seconds() if submitted_at and completed_at else None
+def _base_line(
+    detail: _RowDetail, submit: SubmittedEvent | None, end: SucceededEvent | FailedEvent
+) -> dict[str, Any]:
     line: dict[str, Any] = {
         "id": end.id,
         "fingerprint": end.fingerprint,
         "task_uuid": end.task_uuid,
-        "submitted_at": submitted_at,
-        "completed_at": completed_at,
-        "latency_s": latency,
+        "attempts": len(detail.submits),
+        "submitted_at": submit.at if submit else None,
+        "completed_at": end.at,
         "run_id": end.run_id,
     }
-    for name in _REQUEST_COLUMNS:
-        line[name] = request.get(name)
-    return line, dict(submit.passthrough) if submit else {}
+    if submit is not None:
+        request = submit.request
+        for name in _REQUEST_COLUMNS:
+            line[name] = request.get(name)
+    return line
+
+
+def _passthrough(submit: SubmittedEvent | None) -> dict[str, Any]:
+    if submit is None:
+        return {}
+    extra = submit.passthrough
+    if _RESERVED.isdisjoint(extra):
+        return extra
+    return {f"{k}_passthrough" if k in _RESERVED else k: v for k, v in extra.items()}
 
 
 def _success_lines(
-    detail: _RowDetail, success: SucceededEvent, downloads: dict[tuple[str, int], DownloadedEvent]
-) -> list[_Line]:
+    detail: _RowDetail,
+    success: SucceededEvent,
+    downloads: dict[tuple[str, int], DownloadedEvent],
+    lines: list[dict[str, Any]],
+    extras: list[dict[str, Any]],
+) -> None:
     submit = detail.submits.get(success.task_uuid, detail.last_submit)
     n = max(len(success.images), 1)
     estimate = submit.estimate_usd / n if submit and submit.estimate_usd is not None else None
     share = success.cost_usd / n if success.cost_usd is not None else None
-    lines = []
+    extra = _passthrough(submit)
     for image in success.images:
-        line, extra = _base_line(submit, success)
+        line = _base_line(detail, submit, success)
         cost = image.cost_usd if image.cost_usd is not None else share
+        line["result_index"] = image.index
+        line["status"] = SUCCEEDED
+        line["image_uuid"] = image.image_uuid
+        line["image_url"] = image.image_url
+        line["estimate_usd"] = estimate
+        if cost is not None:
+            line["cost_usd"], line["cost_source"] = cost, "provider"
+        elif estimate is not None:
+            line["cost_usd"], line["cost_source"] = estimate, "estimate"
         download = downloads.get((success.task_uuid, image.index))
-        line |= {
-            "result_index": image.index,
-            "status": SUCCEEDED,
-            "image_uuid": image.image_uuid,
-            "image_url": image.image_url,
-            "cost_usd": cost if cost is not None else estimate,
-            "cost_source": "provider" if cost is not None else ("estimate" if estimate is not None else None),
-            "estimate_usd": estimate,
-        }
         if download is not None:
-            line |= {"local_path": download.path, "sha256": download.sha256, "bytes": download.bytes}
-        lines.append((line, extra))
-    return lines
+            line["local_path"], line["sha256"], line["bytes"] = download.path, download.sha256, download.bytes
+        lines.append(line)
+        extras.append(extra)
 
 
-def _failure_line(detail: _RowDetail, failure: FailedEvent) -> _Line:
-    submit = detail.submits.get(failure.task_uuid, detail.last_submit)
-    line, extra = _base_line(submit, failure)
-    line |= {
-        "status": FAILED,
-        "error_code": failure.code,
-        "error_message": failure.message,
-        "estimate_usd": submit.estimate_usd if submit else None,
-    }
-    return line, extra
-
-
-def _timestamp(text: str) -> dt.datetime | None:
-    try:
-        stamp = dt.datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
-
-
-def _append(
-    columns: dict[str, list[Any]],
-    passthrough: dict[str, list[Any]],
-    line: dict[str, Any],
-    extra: dict[str, Any],
+def _failure_line(
+    detail: _RowDetail, failure: FailedEvent, lines: list[dict[str, Any]], extras: list[dict[str, Any]]
 ) -> None:
-    height = len(columns["id"])
-    for name, values in columns.items():
-        values.append(line.get(name))
-    for raw_name, value in extra.items():
-        name = f"{raw_name}_passthrough" if raw_name in RESULTS_COLUMNS else raw_name
-        if name not in passthrough:
-            passthrough[name] = [None] * height
-        passthrough[name].append(value)
-    for column in passthrough.values():
-        if len(column) == height:
-            column.append(None)
+    submit = detail.submits.get(failure.task_uuid, detail.last_submit)
+    line = _base_line(detail, submit, failure)
+    line["status"] = FAILED
+    line["error_code"] = failure.code
+    line["error_message"] = failure.message
+    line["estimate_usd"] = submit.estimate_usd if submit else None
+    lines.append(line)
+    extras.append(_passthrough(submit))
 
 
-def _frame(columns: dict[str, list[Any]], passthrough: dict[str, list[Any]]) -> pl.DataFrame:
-    series = [pl.Series(name, columns[name], dtype=dtype) for name, dtype in RESULTS_COLUMNS.items()]
-    series += [_passthrough_series(name, values) for name, values in passthrough.items()]
-    return pl.DataFrame(series)
+_STAMP_COLUMNS = ("submitted_at", "completed_at")
+_LINE_SCHEMA = {
+    name: (pl.String if name in _STAMP_COLUMNS else dtype)
+    for name, dtype in RESULTS_COLUMNS.items()
+    if name not in ("latency_s", "job")
+}
+
+
+def _frame(lines: list[dict[str, Any]], extras: list[dict[str, Any]], job: str | None) -> pl.DataFrame:
+    stamps = [pl.col(name).str.to_datetime(time_zone="UTC", strict=False) for name in _STAMP_COLUMNS]
+    latency = (pl.col("completed_at") - pl.col("submitted_at")).dt.total_microseconds() / 1e6
+    frame = (
+        pl.from_dicts(lines, schema=_LINE_SCHEMA)
+        .with_columns(stamps)
+        .with_columns(latency_s=latency.cast(pl.Float64), job=pl.lit(job, dtype=pl.String))
+        .select(list(RESULTS_COLUMNS))
+    )
+    passthrough = _passthrough_frame(extras)
+    return frame.hstack(passthrough) if passthrough.width else frame
+
+
+def _passthrough_frame(extras: list[dict[str, Any]]) -> pl.DataFrame:
+    """Values as given when a column's values share a type; else that column as text."""
+    names = list(dict.fromkeys(name for extra in extras for name in extra))
+    if not names:
+        return pl.DataFrame()
+    try:
+        return pl.from_dicts(extras, schema=names, infer_schema_length=None)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        return pl.DataFrame([_passthrough_series(name, [e.get(name) for e in extras]) for name in names])
 
 
 def _passthrough_series(name: str, values: list[Any]) -> pl.Series:
-    """Values as given when they share a type; else as text (JSON for lists and objects)."""
     try:
         return pl.Series(name, values)
     except (TypeError, ValueError, pl.exceptions.PolarsError):
