@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.errors import ProviderError
+from pipeline.errors import PermanentProviderError, ProviderError, TransientProviderError
 from pipeline.runware_wire import (
     GeneratedImage,
     InDoubtError,
@@ -58,6 +58,9 @@ def transport_error(exc: httpx.HTTPError) -> InDoubtError:
     return InDoubtError(message=f"{name}: {exc}" if str(exc) else name, code=code)
 
 
+_VERDICT = (None, 200, 400)  # statuses of an errors envelope that reports a task's failure
+
+
 class RunwareClient:
     """Runware's REST API (``POST endpoint`` with a JSON array of tasks)."""
 
@@ -85,11 +88,16 @@ class RunwareClient:
         return images_of(items, task["taskUUID"])
 
     async def get_response(self, task_uuid: str, *, expected: int) -> TaskStatus:
-        """What the provider says about ``task_uuid`` now; raises the task's error if it failed."""
+        """What the provider says about ``task_uuid`` now (a failed task is ``state="error"``); raises
+        only when the question itself could not be answered."""
         try:
             items = await self.post([get_response_task(task_uuid)])
         except TaskUnknownError:
             return TaskStatus("unknown")
+        except (PermanentProviderError, TransientProviderError) as exc:
+            if exc.task_uuid == task_uuid and not isinstance(exc, InDoubtError) and exc.status in _VERDICT:
+                return TaskStatus("error", error=exc)  # the task's own failure, in an errors envelope
+            raise
         return task_status(items, task_uuid, expected)
 
     async def upload(self, image: str) -> str:

@@ -278,16 +278,21 @@ def images_of(items: Sequence[Mapping[str, Any]], task_uuid: str) -> list[Genera
 class TaskStatus:
     """What ``getResponse`` says about one task: ``processing``, ``success`` (with images) or unknown."""
 
-    state: str  # "processing" | "success" | "unknown"
+    state: str  # "processing" | "success" | "error" | "unknown"
     images: tuple[GeneratedImage, ...] = ()
+    error: ProviderError | None = None
 
 
 def task_status(items: Sequence[Mapping[str, Any]], task_uuid: str, expected: int) -> TaskStatus:
-    """Fold ``getResponse`` items: an error item raises; fewer than ``expected`` images is processing."""
+    """Fold ``getResponse`` items: an error item is the task's verdict; fewer images than expected is
+    still processing."""
     mine = [item for item in items if item.get("taskUUID") == task_uuid]
     if not mine:
         return TaskStatus("unknown")
-    images = images_of(mine, task_uuid)  # raises on an error item
+    try:
+        images = images_of(mine, task_uuid)
+    except ProviderError as exc:
+        return TaskStatus("error", error=exc)
     if any(item.get("status") == "processing" for item in mine) or len(images) < expected:
         return TaskStatus("processing", tuple(images))
     return TaskStatus("success", tuple(images))

@@ -1,0 +1,60 @@
+"""Money: the estimated cost of a request, and a budget that reserves before it spends.
+
+    budget = Budget(limit=Decimal("25"), spent=state.spent_usd)
+    if budget.try_reserve(estimate):      # False: spent + reserved would pass the limit
+        ...                               # dispatch
+        budget.settle(estimate, actual)   # actual cost (None: the estimate stands in for it)
+
+Amounts are exact ``Decimal``s.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pipeline.profiles import load_model_profile
+from pipeline.rows import ImageRequest
+
+__all__ = ["Budget", "estimate_usd"]
+
+
+def estimate_usd(request: ImageRequest) -> Decimal:
+    """List price of ``request`` from its model profile: price per image * numberResults."""
+    profile = load_model_profile(request.model)
+    return profile.price_usd(request.quality, request.width, request.height) * request.number_results
+
+
+class Budget:
+    """Spent + reserved never passes ``limit`` (None = no limit)."""
+
+    def __init__(self, limit: Decimal | None, spent: Decimal = Decimal(0)) -> None:
+        self.limit = limit
+        self.spent = spent
+        self.reserved = Decimal(0)
+
+    @property
+    def committed(self) -> Decimal:
+        return self.spent + self.reserved
+
+    def fits(self, amount: Decimal) -> bool:
+        return self.limit is None or self.committed + amount <= self.limit
+
+    def try_reserve(self, amount: Decimal) -> bool:
+        """Reserve ``amount`` if it fits under the limit."""
+        if not self.fits(amount):
+            return False
+        self.reserved += amount
+        return True
+
+    def force_reserve(self, amount: Decimal) -> None:
+        """Reserve for work already sent (a task in doubt), limit or not."""
+        self.reserved += amount
+
+    def settle(self, reserved: Decimal, cost: Decimal | None) -> None:
+        """The reserved task was paid ``cost`` (the estimate when the provider sent none)."""
+        self.reserved -= reserved
+        self.spent += reserved if cost is None else cost
+
+    def release(self, reserved: Decimal) -> None:
+        """The reserved task was not paid (failed, or never sent)."""
+        self.reserved -= reserved

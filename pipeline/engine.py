@@ -1,0 +1,391 @@
+"""The scheduler: rows in, one paid generation per row out, under one anyio task group.
+
+    engine = Engine(spec, client, ledger, state, run_id=run_id)
+    outcome = await engine.run(batches)      # batches: ManifestBatch iterator (read in a thread)
+
+First every task the ledger left in doubt is reconciled (``pipeline.reconcile``); then manifest rows stream
+through a bounded queue to row tasks. A row task reserves its estimated cost, waits for the pause gate, the
+token buckets and a place in the adaptive window, writes ``submitted``, sends, and records the verdict.
+Transient refusals retry with a new taskUUID (``pipeline.retry``); an answer that never came is settled
+with ``getResponse`` first, so a row is paid for at most once. Dispatching stops on a limit (budget,
+runtime), a fatal provider error or a signal; in-flight work drains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import anyio
+from anyio.abc import TaskGroup
+
+from pipeline.budget import Budget, estimate_usd
+from pipeline.errors import (
+    FatalProviderError,
+    PermanentError,
+    ProviderError,
+    TransientError,
+)
+from pipeline.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
+from pipeline.jobspec import JobSpec
+from pipeline.ledger import IN_DOUBT, LedgerState, LedgerWriter, task_uuid_for
+from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
+from pipeline.outcome import Outcome, Stop
+from pipeline.progress import Tally
+from pipeline.reconcile import Poll, StillInDoubtError, settle
+from pipeline.retry import Backoff, retry_policy
+from pipeline.rows import ImageRequest, Row
+from pipeline.runware import (
+    GeneratedImage,
+    InDoubtError,
+    RunwareClient,
+    TaskConflictError,
+    inference_task,
+    is_overload,
+)
+from pipeline.uploads import ReferenceUploader
+
+__all__ = ["Engine", "EngineHooks", "row_from_submitted"]
+
+
+@dataclass
+class EngineHooks:
+    """Time, randomness and tuning, injectable for tests."""
+
+    clock: Clock = anyio.current_time
+    sleep: Sleep | None = None  # default: anyio.sleep, cut short when dispatching stops
+    backoff: Backoff = field(default_factory=Backoff)
+    poll: Poll = field(default_factory=Poll)
+    delivery: str = "sync"
+    settings_key: str = "openai"
+    queue_size: int = 256
+
+
+class _Stopped(Exception):
+    """Dispatching stopped before this row could be sent (again)."""
+
+
+class _RowFailed(Exception):
+    """The row failed for good (already recorded)."""
+
+
+def row_from_submitted(ev: SubmittedEvent) -> Row:
+    """The row a ``submitted`` event was sent for (to reconcile or resubmit it after a crash)."""
+    r = ev.request
+    request = ImageRequest(
+        model=r["model"],
+        prompt=r["prompt"],
+        width=int(r["width"]),
+        height=int(r["height"]),
+        quality=r["quality"],
+        background=r["background"],
+        output_format=r["output_format"],
+        number_results=int(r["number_results"]),
+        reference_images=tuple(r.get("reference_images") or ()),
+    )
+    return Row(0, ev.id, ev.fingerprint, request, dict(ev.passthrough))
+
+
+class Engine:
+    """One run of one job (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        client: RunwareClient,
+        ledger: LedgerWriter,
+        state: LedgerState,
+        *,
+        run_id: str,
+        tally: Tally | None = None,
+        hooks: EngineHooks | None = None,
+    ) -> None:
+        self.spec = spec
+        self.hooks = hooks or EngineHooks()
+        self._client = client
+        self._ledger = ledger
+        self.state = state
+        self.run_id = run_id
+        self.tally = tally or Tally(self.hooks.clock)
+        limits = spec.limits
+        self.window = AdaptiveWindow(limits.concurrency, probe=True)
+        self.gate = PauseGate(clock=self.hooks.clock, sleep=self._nap)
+        self._requests = TokenBucket(limits.requests_per_minute, clock=self.hooks.clock, sleep=self._nap)
+        self._images = TokenBucket(limits.images_per_minute, clock=self.hooks.clock, sleep=self._nap)
+        limit = None if limits.budget_usd is None else Decimal(str(limits.budget_usd))
+        self.budget = Budget(limit, state.spent_usd)
+        self.tally.spent_usd = state.spent_usd
+        self._uploader = ReferenceUploader(client, state.uploads, self.record, upload=self._upload)
+        self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
+        self._stopped = anyio.Event()
+        self.outcome = Outcome()
+        self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
+
+    # -- control -------------------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self, reason: Stop, error: FatalProviderError | None = None) -> None:
+        """Stop dispatching (the first reason wins); in-flight work drains."""
+        if not self.stopping:
+            self.outcome.stop = reason
+            self.outcome.fatal = error
+            self._stopped.set()
+
+    async def _nap(self, seconds: float) -> None:
+        """A sleep that ends early when dispatching stops."""
+        if self.hooks.sleep is not None:
+            await self.hooks.sleep(seconds)
+            return
+        with anyio.move_on_after(seconds):
+            await self._stopped.wait()
+
+    def record(self, event: Any) -> None:
+        """Append to the ledger (flushed on return) and fold into the state."""
+        self._ledger.append(event)
+        self.state.apply(event)
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    async def run(self, batches: Iterator[Any]) -> Outcome:
+        """Reconcile what is in doubt, then stream the manifest; the outcome (counts, stop reason)."""
+        async with anyio.create_task_group() as tg:
+            if self._deadline < math.inf:
+                tg.start_soon(self._watch_deadline)
+            await self._reconcile_all()
+            await self._stream(batches)
+            tg.cancel_scope.cancel()
+        self.outcome.spent_usd = self.budget.spent
+        return self.outcome
+
+    async def _watch_deadline(self) -> None:
+        await self._nap(max(0.0, self._deadline - self.hooks.clock()))
+        if self.hooks.clock() >= self._deadline:
+            self.stop(Stop.RUNTIME)
+
+    async def _reconcile_all(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for submitted in self.state.in_doubt:
+                await self._rows.acquire()
+                tg.start_soon(self._reconcile_one, submitted)
+
+    async def _reconcile_one(self, submitted: SubmittedEvent) -> None:
+        row = row_from_submitted(submitted)
+        reserved = Decimal(str(submitted.estimate_usd or 0)) or estimate_usd(row.request)
+        self.budget.force_reserve(reserved)
+        self.tally.in_flight += 1
+        try:
+            await self._verdict(row, submitted.task_uuid, reserved, send_first=False, last=False)
+        except (_RowFailed, _Stopped, StillInDoubtError, TransientError):
+            pass
+        finally:
+            self.tally.in_flight -= 1
+            self._rows.release()
+
+    async def _stream(self, batches: Iterator[Any]) -> None:
+        send, receive = anyio.create_memory_object_stream[Row](self.hooks.queue_size)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._produce, batches, send)
+            async with receive:
+                async for row in receive:
+                    await self._dispatch(row, tg)
+
+    async def _produce(self, batches: Iterator[Any], send: Any) -> None:
+        async with send:
+            while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
+                self.outcome.rejects.extend(batch.rejects)
+                for row in batch.rows:
+                    self.tally.seen += 1
+                    state = self.state.row_state(row.id, row.fingerprint)
+                    if state in (None, "pending"):
+                        await send.send(row)
+                    else:
+                        self.tally.skipped += 1
+                        self.outcome.count(state)
+            self.tally.manifest_done = True
+            self.outcome.manifest_done = True
+
+    async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
+        estimate = estimate_usd(row.request)
+        if not self.stopping and not self.budget.try_reserve(estimate):
+            self.stop(Stop.BUDGET)
+        if self.stopping:
+            self.outcome.count("pending")
+            self.outcome.left_usd += estimate
+            return
+        self._update_mean(estimate)
+        await self._rows.acquire()
+        tg.start_soon(self._row_task, row, estimate)
+
+    def _update_mean(self, estimate: Decimal) -> None:
+        n = self.tally.seen or 1
+        self.tally.mean_estimate_usd += (estimate - self.tally.mean_estimate_usd) / n
+
+    # -- one row ---------------------------------------------------------------------------------------
+
+    async def _row_task(self, row: Row, reserved: Decimal) -> None:
+        self.tally.in_flight += 1
+        try:
+            await self._generate(row, reserved)
+        except _Stopped:
+            self.budget.release(reserved)
+            self.outcome.left_usd += reserved
+        except (_RowFailed, StillInDoubtError, TransientError):
+            pass
+        finally:
+            self.tally.in_flight -= 1
+            self._rows.release()
+            self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending")
+
+    async def _generate(self, row: Row, reserved: Decimal) -> None:
+        max_attempts = self.spec.limits.max_attempts
+        policy = retry_policy(max_attempts, backoff=self.hooks.backoff, sleep=self._nap)
+        async for attempt in policy:
+            with attempt:
+                if self.stopping:
+                    raise _Stopped
+                last = attempt.retry_state.attempt_number >= max_attempts
+                await self._verdict(row, None, reserved, send_first=True, last=last)
+
+    async def _pace(self, request: ImageRequest) -> None:
+        await self.gate.wait()
+        await self._requests.acquire()
+        await self._images.acquire(request.number_results)
+        if self.stopping:
+            raise _Stopped
+
+    async def _verdict(
+        self, row: Row, task_uuid: str | None, reserved: Decimal, *, send_first: bool, last: bool
+    ) -> None:
+        """Send (or only settle) one task and record its verdict; raises to retry, fail or stop."""
+        try:
+            refs = await self._uploader.resolve(row.request.reference_images)
+        except ProviderError as exc:
+            self._refused(row, task_uuid or "", exc, last)
+        if send_first:
+            await self._pace(row.request)
+            task_uuid = task_uuid_for(
+                self._namespace, row.fingerprint, self.state.next_attempt(row.fingerprint)
+            )
+        assert task_uuid is not None
+        task = inference_task(
+            row.request, task_uuid, refs, settings_key=self.hooks.settings_key, delivery=self.hooks.delivery
+        )
+        try:
+            async with self.window.slot() as slot:
+                try:
+                    images = await self._send(row, task, reserved) if send_first else []
+                    if not images:
+                        images = await self._settle(task, row)
+                except ProviderError as exc:
+                    if is_overload(exc):
+                        slot.backoff()
+                    raise
+        except ProviderError as exc:
+            self._refused(row, task_uuid, exc, last)
+        self._succeeded(row, task_uuid, images, reserved)
+
+    async def _send(self, row: Row, task: dict[str, Any], reserved: Decimal) -> list[GeneratedImage]:
+        submitted = SubmittedEvent.for_row(
+            row,
+            task_uuid=task["taskUUID"],
+            attempt=self.state.next_attempt(row.fingerprint),
+            run_id=self.run_id,
+            estimate_usd=reserved,
+        )
+        self.record(submitted)
+        try:
+            images = await self._client.infer(task)
+        except (InDoubtError, TaskConflictError):
+            return []  # no verdict: settle it with getResponse before anything else
+        except ProviderError as exc:
+            self.window.on_answer()
+            if exc.retry_after:
+                self.gate.pause_for(exc.retry_after)
+            raise
+        self.window.on_answer()
+        return images
+
+    async def _settle(self, task: dict[str, Any], row: Row) -> list[GeneratedImage]:
+        async def resubmit() -> list[GeneratedImage]:
+            return await self._client.infer(task)
+
+        return await settle(
+            self._client,
+            task["taskUUID"],
+            row.request.number_results,
+            resubmit,
+            poll=self.hooks.poll,
+            clock=self.hooks.clock,
+            sleep=anyio.sleep,
+        )
+
+    @property
+    def _namespace(self) -> str:
+        assert self.state.namespace is not None
+        return self.state.namespace
+
+    # -- verdicts --------------------------------------------------------------------------------------
+
+    def _refused(self, row: Row, task_uuid: str, exc: ProviderError, last: bool) -> NoReturn:
+        """A definite refusal or failure: record it, then retry (raise), fail the row or stop the run."""
+        if isinstance(exc, FatalProviderError):
+            self._fail(row, task_uuid, exc, last=False)
+            self.stop(Stop.FATAL, exc)
+            raise _Stopped from None
+        self._fail(row, task_uuid, exc, last=last or isinstance(exc, PermanentError))
+        if isinstance(exc, TransientError) and not last:
+            raise exc
+        raise _RowFailed from None
+
+    def _fail(self, row: Row, task_uuid: str, exc: ProviderError, *, last: bool) -> None:
+        self.record(
+            FailedEvent(
+                id=row.id,
+                fingerprint=row.fingerprint,
+                task_uuid=task_uuid,
+                run_id=self.run_id,
+                code=exc.code,
+                message=exc.message,
+                retryable=not last,
+            )
+        )
+        if last:
+            self.tally.failed += 1
+
+    def _succeeded(self, row: Row, task_uuid: str, images: list[GeneratedImage], reserved: Decimal) -> None:
+        costs = [Decimal(str(i.cost_usd)) for i in images if i.cost_usd is not None]
+        cost = sum(costs, Decimal(0)) if costs else None
+        self.record(
+            SucceededEvent(
+                id=row.id,
+                fingerprint=row.fingerprint,
+                task_uuid=task_uuid,
+                run_id=self.run_id,
+                images=tuple(
+                    ImageResult(
+                        index=i.index, image_uuid=i.image_uuid, image_url=i.image_url, cost_usd=i.cost_usd
+                    )
+                    for i in images
+                ),
+                cost_usd=None if cost is None else float(cost),
+            )
+        )
+        self.budget.settle(reserved, cost)
+        self.tally.spent_usd = self.budget.spent
+        self.tally.done += 1
+        self.tally.images += len(images)
+
+    async def _upload(self, image: str) -> str:
+        async for attempt in retry_policy(self.spec.limits.max_attempts, backoff=self.hooks.backoff):
+            with attempt:
+                return await self._client.upload(image)
+        raise AssertionError("unreachable")
+
+    def in_doubt_count(self) -> int:
+        return sum(1 for r in self.state.rows.values() if r.state == IN_DOUBT)

@@ -1,0 +1,85 @@
+"""Settling a task whose answer is missing or pending, without ever paying for it twice.
+
+``settle`` asks ``getResponse`` until the task is done::
+
+    success      -> its images
+    processing   -> poll again (the interval grows up to ``max_interval``)
+    error        -> the task's error is raised (the caller records it and moves to a new attempt)
+    unknown      -> resubmit with the SAME taskUUID; ``conflictTaskUUID`` means "already there": poll
+
+Transient failures of the polling itself are retried; after ``give_up_after`` seconds without a verdict
+``StillInDoubtError`` is raised and the task stays in doubt for the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+
+from pipeline.errors import TransientProviderError
+from pipeline.limits import Clock, Sleep
+from pipeline.runware import GeneratedImage, RunwareClient, TaskConflictError
+
+__all__ = ["Poll", "StillInDoubtError", "settle"]
+
+Resubmit = Callable[[], Awaitable[list[GeneratedImage]]]
+
+
+class StillInDoubtError(Exception):
+    """No verdict on the task in time; it stays in doubt (reconciled by a later run)."""
+
+
+@dataclass(frozen=True)
+class Poll:
+    """How ``getResponse`` is polled."""
+
+    interval: float = 0.25
+    max_interval: float = 3.0
+    give_up_after: float = 600.0
+
+
+async def settle(
+    client: RunwareClient,
+    task_uuid: str,
+    expected: int,
+    resubmit: Resubmit,
+    *,
+    poll: Poll = Poll(),
+    clock: Clock = anyio.current_time,
+    sleep: Sleep = anyio.sleep,
+) -> list[GeneratedImage]:
+    """The images of ``task_uuid`` once the provider has a verdict (see the module docstring)."""
+    deadline = clock() + poll.give_up_after
+    interval = poll.interval
+    while True:
+        images = await _ask(client, task_uuid, expected, resubmit)
+        if images is not None:
+            return images
+        if clock() >= deadline:
+            raise StillInDoubtError(task_uuid)
+        await sleep(interval)
+        interval = min(poll.max_interval, interval * 1.5)
+
+
+async def _ask(
+    client: RunwareClient, task_uuid: str, expected: int, resubmit: Resubmit
+) -> list[GeneratedImage] | None:
+    """One round: the images, None for "ask again", or the task's error raised."""
+    try:
+        status = await client.get_response(task_uuid, expected=expected)
+        if status.state == "unknown":
+            return await _resubmit(resubmit) or None
+    except TransientProviderError:
+        return None  # the poll failed (or the resubmission was refused for now): ask again
+    if status.error is not None:
+        raise status.error  # the task failed: that is its verdict
+    return list(status.images) if status.state == "success" else None
+
+
+async def _resubmit(resubmit: Resubmit) -> list[GeneratedImage]:
+    try:
+        return await resubmit()
+    except TaskConflictError:
+        return []  # it was submitted after all: keep polling

@@ -1,0 +1,150 @@
+"""One run of a job, end to end: lock, ledger, HTTP client, engine, progress, signals, results.
+
+    outcome = await run_job(spec, Provider(endpoint, api_key, delivery="sync"))
+
+The manifest's first batch is read before anything is sent, so a bad file stops the run with exit 2.
+The results table is rewritten every ``output.results_interval_s``, at the end and on interrupt. The first
+SIGINT/SIGTERM stops dispatching and drains; a second cancels in-flight work (it stays in doubt).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from rich.console import Console
+
+from pipeline.engine import Engine, EngineHooks
+from pipeline.jobspec import JobSpec
+from pipeline.ledger import LEDGER_NAME, LedgerWriter, RunEvent, load_state, new_run_id
+from pipeline.lock import job_lock
+from pipeline.outcome import Outcome, Stop
+from pipeline.progress import Tally, show_progress
+from pipeline.results import write_rejects, write_results
+from pipeline.runware import RunwareClient
+
+__all__ = ["Provider", "run_job"]
+
+log = logging.getLogger("pipeline.run")
+
+Downloader = Callable[[Engine], Any]
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where to send tasks and how. ``api_key`` never leaves this object except in the auth header."""
+
+    endpoint: str
+    api_key: str
+    delivery: str = "sync"
+
+    def __repr__(self) -> str:
+        return f"Provider(endpoint={self.endpoint!r}, delivery={self.delivery!r})"
+
+
+def _manifest(spec: JobSpec, batch_size: int) -> Iterator[Any]:
+    from pipeline.manifest import read_manifest  # type: ignore[import-untyped,unused-ignore]
+
+    return iter(read_manifest(spec, batch_size=batch_size))
+
+
+async def run_job(
+    spec: JobSpec,
+    provider: Provider,
+    *,
+    hooks: EngineHooks | None = None,
+    console: Console | None = None,
+    progress_interval: float = 10.0,
+    handle_signals: bool = True,
+    batch_size: int = 10_000,
+    batches: Iterator[Any] | None = None,
+) -> Outcome:
+    """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
+    hooks = hooks or EngineHooks(delivery=provider.delivery)
+    with job_lock(spec.out_dir, spec.name):
+        if batches is None:
+            batches = _manifest(spec, batch_size)
+        first = await anyio.to_thread.run_sync(next, batches, None)  # a bad manifest fails here
+        stream = itertools.chain([] if first is None else [first], batches)
+        with LedgerWriter.for_spec(spec) as ledger:
+            state = await anyio.to_thread.run_sync(load_state, spec.out_dir / LEDGER_NAME)
+            run_id = new_run_id()
+            ledger.append(RunEvent(run_id=run_id))
+            state.apply(RunEvent(run_id=run_id))
+            async with _http_client(spec) as http:
+                client = RunwareClient(http, provider.endpoint, provider.api_key)
+                engine = Engine(
+                    spec, client, ledger, state, run_id=run_id, tally=Tally(hooks.clock), hooks=hooks
+                )
+                await _drive(engine, stream, console, progress_interval, handle_signals)
+        outcome = engine.outcome
+        outcome.images = state.images
+        outcome.spent_usd = state.spent_usd
+        with anyio.CancelScope(shield=True):
+            await _write_tables(spec, outcome)
+    return outcome
+
+
+def _http_client(spec: JobSpec) -> httpx.AsyncClient:
+    connections = spec.limits.concurrency + 8
+    timeout = httpx.Timeout(spec.limits.request_timeout_s, connect=min(30.0, spec.limits.request_timeout_s))
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
+
+
+async def _drive(
+    engine: Engine,
+    batches: Iterator[Any],
+    console: Console | None,
+    progress_interval: float,
+    handle_signals: bool,
+) -> None:
+    """The engine, with progress, periodic results and signal handling beside it."""
+    with anyio.CancelScope() as work:
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_watch_signals, engine, work)
+            if console is not None:
+                tg.start_soon(show_progress, engine.tally, console, progress_interval)
+            tg.start_soon(_results_loop, engine.spec)
+            await engine.run(batches)
+            tg.cancel_scope.cancel()
+    if work.cancelled_caught:
+        engine.outcome.cancelled = True
+
+
+async def _watch_signals(engine: Engine, work: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if engine.stopping and engine.outcome.stop is Stop.INTERRUPT:
+                log.warning("second %s: cancelling in-flight work", signal.Signals(signum).name)
+                work.cancel()
+                return
+            log.warning("%s: stopping dispatch, finishing in-flight work", signal.Signals(signum).name)
+            engine.stop(Stop.INTERRUPT)
+
+
+async def _results_loop(spec: JobSpec) -> None:
+    while True:
+        await anyio.sleep(spec.output.results_interval_s)
+        await _write_results(spec)
+
+
+async def _write_results(spec: JobSpec) -> None:
+    try:
+        await anyio.to_thread.run_sync(write_results, spec.out_dir, spec.name, spec.output.formats)
+    except Exception as exc:  # a failed table write must not stop the run: the ledger has it all
+        log.warning("could not write the results table: %s", exc)
+
+
+async def _write_tables(spec: JobSpec, outcome: Outcome) -> None:
+    await _write_results(spec)
+    if outcome.manifest_done:  # an incomplete list would replace the previous run's full one
+        rejects = outcome.rejects
+        await anyio.to_thread.run_sync(write_rejects, spec.out_dir, rejects, spec.output.formats)

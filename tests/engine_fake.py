@@ -1,0 +1,115 @@
+"""A scripted Runware for engine unit tests (httpx.MockTransport): charges, faults, getResponse."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class FakeRunware:
+    """Answers imageInference (sync or async), getResponse and imageUpload like Runware does.
+
+    ``script``: what happens to successive imageInference requests ("ok" when it runs out):
+    ok, 429, 429ra (Retry-After: 2), 503, 400, 401, 402, 500 (refused before running),
+    drop / timeout / malformed / 500c (after the task ran and was charged).
+    """
+
+    script: list[str] = field(default_factory=list)
+    cost: float = 0.011
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # taskUUID -> task (accepted)
+    charges: Counter[str] = field(default_factory=Counter)  # taskUUID -> times charged
+    prompts: Counter[str] = field(default_factory=Counter)  # prompt -> times charged
+    uploads: list[str] = field(default_factory=list)
+    requests: list[list[dict[str, Any]]] = field(default_factory=list)
+    async_pending: dict[str, int] = field(default_factory=dict)  # polls before an async task is done
+    auth: list[str] = field(default_factory=list)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    @property
+    def inference_requests(self) -> int:
+        return sum(1 for body in self.requests if body[0]["taskType"] == "imageInference")
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        self.auth.append(request.headers.get("authorization", ""))
+        task = body[0]
+        kind = task["taskType"]
+        if kind == "imageUpload":
+            self.uploads.append(task["image"][:40])
+            return _data([{"taskType": kind, "taskUUID": task["taskUUID"], "imageUUID": str(uuid.uuid4())}])
+        if kind == "getResponse":
+            return self._get_response(task["taskUUID"])
+        return self._infer(task, request)
+
+    def _infer(self, task: dict[str, Any], request: httpx.Request) -> httpx.Response:
+        action = self.script.pop(0) if self.script else "ok"
+        refused = {"429": 429, "429ra": 429, "503": 503, "400": 400, "401": 401, "402": 402, "500": 500}
+        if action in refused:
+            codes = {400: "invalidParameter", 401: "invalidApiKey", 402: "insufficientCredits"}
+            status = refused[action]
+            headers = {"Retry-After": "2"} if action == "429ra" else {}
+            err = {"code": codes.get(status, f"e{status}"), "message": action, "taskUUID": task["taskUUID"]}
+            return httpx.Response(status, json={"errors": [err]}, headers=headers)
+        uid = task["taskUUID"]
+        if uid in self.tasks:
+            err = {"code": "conflictTaskUUID", "message": "taskUUID already used", "taskUUID": uid}
+            return httpx.Response(400, json={"errors": [err]})
+        self._run(task)
+        if action == "drop":
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        if action == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        if action == "malformed":
+            return httpx.Response(200, content=b'{"data": [{"taskUU')
+        if action == "500c":
+            return httpx.Response(500, json={"errors": [{"code": "internalError", "message": "oops"}]})
+        if task.get("deliveryMethod") == "async":
+            self.async_pending[uid] = 2
+            return _data([{"taskType": "imageInference", "taskUUID": uid, "status": "processing"}])
+        return _data(self._items(uid))
+
+    def _run(self, task: dict[str, Any]) -> None:
+        uid = task["taskUUID"]
+        self.tasks[uid] = task
+        self.charges[uid] += 1
+        self.prompts[task["positivePrompt"]] += 1
+
+    def _items(self, uid: str, status: str | None = None) -> list[dict[str, Any]]:
+        n = self.tasks[uid]["numberResults"]
+        items = []
+        for i in range(n):
+            item = {
+                "taskType": "imageInference",
+                "taskUUID": uid,
+                "imageUUID": str(uuid.uuid5(uuid.UUID(uid), str(i))),
+                "imageURL": f"http://fake/{uid}-{i}.jpg",
+                "cost": self.cost,
+            }
+            if status:
+                item["status"] = status
+            items.append(item)
+        return items
+
+    def _get_response(self, uid: str) -> httpx.Response:
+        if uid not in self.tasks:
+            err = {"code": "taskNotFound", "message": "unknown task", "taskUUID": uid}
+            return httpx.Response(400, json={"errors": [err]})
+        if self.async_pending.get(uid, 0) > 0:
+            self.async_pending[uid] -= 1
+            return _data([{"taskType": "imageInference", "taskUUID": uid, "status": "processing"}])
+        return _data(self._items(uid, status="success"))
+
+
+def _data(items: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.Response(200, json={"data": items})

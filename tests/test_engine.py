@@ -1,0 +1,291 @@
+"""The engine against a scripted Runware (httpx.MockTransport): retries, reconciliation, limits, money."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from engine_fake import FakeRunware
+
+from pipeline.engine import Engine, EngineHooks
+from pipeline.jobspec import JobSpec, load_job_spec
+from pipeline.ledger import LEDGER_NAME, LedgerWriter, load_state, read_events
+from pipeline.outcome import Outcome
+from pipeline.reconcile import Poll
+from pipeline.retry import Backoff
+from pipeline.rows import ImageRequest, Row
+from pipeline.runware import RunwareClient
+
+KEY = "sk-engine-test-KEY"
+
+
+@dataclass
+class Batch:
+    rows: list[Row]
+    rejects: list[Any] = field(default_factory=list)
+
+
+def make_row(i: int, prompt: str | None = None, refs: tuple[str, ...] = (), n: int = 1) -> Row:
+    prompt = prompt or f"a red bicycle number {i}"
+    request = ImageRequest("openai:1@2", prompt, 1024, 1024, "medium", "opaque", "JPG", n, refs)
+    fingerprint = hashlib.sha256(repr(request).encode()).hexdigest()[:32]
+    return Row(i + 1, f"row{i}", fingerprint, request, {"sku": f"SKU-{i}"})
+
+
+def make_spec(tmp_path: Path, **limits: Any) -> JobSpec:
+    lim = {"concurrency": 4, "max_attempts": 4, "request_timeout_s": 5, **limits}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in lim.items())
+    (tmp_path / "job.toml").write_text(
+        f'name = "t"\nmanifest = "m.csv"\noutput_dir = "out"\n[limits]\n{body}\n[output]\ndownload = false\n'
+    )
+    return load_job_spec(tmp_path / "job.toml")
+
+
+FAST = EngineHooks(backoff=Backoff(base=0.001, cap=0.01), poll=Poll(interval=0.001, max_interval=0.01))
+
+
+async def run(spec: JobSpec, fake: FakeRunware, rows: list[Row], hooks: EngineHooks = FAST) -> Outcome:
+    with LedgerWriter.for_spec(spec) as ledger:
+        state = load_state(spec.out_dir / LEDGER_NAME)
+        async with httpx.AsyncClient(transport=fake.transport()) as http:
+            client = RunwareClient(http, "http://fake/v1", KEY)
+            engine = Engine(spec, client, ledger, state, run_id="r1", hooks=hooks)
+            return await engine.run(iter([Batch(rows)]))
+
+
+def events(spec: JobSpec, kind: str) -> list[Any]:
+    return [e for e in read_events(spec.out_dir / LEDGER_NAME) if e.kind == kind]
+
+
+def assert_paid_once(fake: FakeRunware) -> None:
+    assert all(n == 1 for n in fake.charges.values())
+    assert all(n == 1 for n in fake.prompts.values())
+
+
+class TestHappyPath:
+    @pytest.mark.anyio
+    async def test_every_row_succeeds_once(self, tmp_path: Path) -> None:
+        """Ten rows: ten tasks charged once each, submitted before succeeded in the ledger."""
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        rows = [make_row(i) for i in range(10)]
+        outcome = await run(spec, fake, rows)
+        assert outcome.rows["succeeded"] == 10
+        assert outcome.exit_code() == 0
+        assert len(fake.charges) == 10
+        assert_paid_once(fake)
+        kinds = [
+            e.kind for e in read_events(spec.out_dir / LEDGER_NAME) if e.kind in ("submitted", "succeeded")
+        ]
+        for uid in fake.tasks:
+            per_task = [
+                e.kind
+                for e in read_events(spec.out_dir / LEDGER_NAME)
+                if getattr(e, "task_uuid", None) == uid
+            ]
+            assert per_task == ["submitted", "succeeded"]
+        assert len(kinds) == 20
+        assert set(fake.auth) == {f"Bearer {KEY}"}
+        assert KEY not in (spec.out_dir / LEDGER_NAME).read_text()
+
+    @pytest.mark.anyio
+    async def test_rerun_sends_nothing(self, tmp_path: Path) -> None:
+        """A second run over the same rows sends no request."""
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        rows = [make_row(i) for i in range(5)]
+        await run(spec, fake, rows)
+        fake2 = FakeRunware()
+        outcome = await run(spec, fake2, rows)
+        assert fake2.requests == []
+        assert outcome.rows["succeeded"] == 5
+        assert outcome.exit_code() == 0
+
+    @pytest.mark.anyio
+    async def test_edited_prompt_regenerates_only_that_row(self, tmp_path: Path) -> None:
+        """Changing one row's prompt makes that row (and only it) new work."""
+        spec = make_spec(tmp_path)
+        rows = [make_row(i) for i in range(5)]
+        await run(spec, FakeRunware(), rows)
+        rows[2] = make_row(2, prompt="a blue bicycle instead")
+        fake = FakeRunware()
+        await run(spec, fake, rows)
+        assert [t["positivePrompt"] for t in fake.tasks.values()] == ["a blue bicycle instead"]
+
+    @pytest.mark.anyio
+    async def test_async_delivery_polls(self, tmp_path: Path) -> None:
+        """deliveryMethod async: acknowledged, then polled with getResponse until success."""
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        hooks = EngineHooks(backoff=FAST.backoff, poll=FAST.poll, delivery="async")
+        outcome = await run(spec, fake, [make_row(i, n=2) for i in range(3)], hooks)
+        assert outcome.rows["succeeded"] == 3
+        assert all(t["deliveryMethod"] == "async" for t in fake.tasks.values())
+        assert any(body[0]["taskType"] == "getResponse" for body in fake.requests)
+        assert all(len(e.images) == 2 for e in events(spec, "succeeded"))
+
+
+class TestRetries:
+    @pytest.mark.anyio
+    async def test_refusals_retry_with_a_new_task_uuid(self, tmp_path: Path) -> None:
+        """429 and 503 refuse the task: the next attempt has a new taskUUID; one charge in the end."""
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["429", "503"])
+        outcome = await run(spec, fake, [make_row(0)])
+        assert outcome.rows["succeeded"] == 1
+        submitted = events(spec, "submitted")
+        assert [e.attempt for e in submitted] == [1, 2, 3]
+        assert len({e.task_uuid for e in submitted}) == 3
+        assert [e.retryable for e in events(spec, "failed")] == [True, True]
+        assert_paid_once(fake)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("fault", ["drop", "timeout", "malformed", "500c"])
+    async def test_lost_answers_are_reconciled_not_repaid(self, tmp_path: Path, fault: str) -> None:
+        """The task ran but its answer was lost: getResponse recovers it, with no second charge."""
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=[fault])
+        outcome = await run(spec, fake, [make_row(0)])
+        assert outcome.rows["succeeded"] == 1
+        assert len(events(spec, "submitted")) == 1
+        assert events(spec, "failed") == []
+        assert_paid_once(fake)
+
+    @pytest.mark.anyio
+    async def test_unknown_task_is_resubmitted_with_the_same_uuid(self, tmp_path: Path) -> None:
+        """A 500 before the task ran: getResponse does not know it, so it is resent with the same UUID."""
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["500"])
+        outcome = await run(spec, fake, [make_row(0)])
+        assert outcome.rows["succeeded"] == 1
+        sent = [b[0]["taskUUID"] for b in fake.requests if b[0]["taskType"] == "imageInference"]
+        assert len(sent) == 2
+        assert len(set(sent)) == 1
+        assert_paid_once(fake)
+
+    @pytest.mark.anyio
+    async def test_permanent_error_fails_the_row_at_once(self, tmp_path: Path) -> None:
+        """400 invalid parameter: failed for good after one request; other rows go on."""
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["400"])
+        outcome = await run(spec, fake, [make_row(0), make_row(1)])
+        assert outcome.rows == {"succeeded": 1, "failed": 1, "pending": 0, "in_doubt": 0}
+        assert outcome.exit_code() == 1
+        assert [e.retryable for e in events(spec, "failed")] == [False]
+
+    @pytest.mark.anyio
+    async def test_attempts_run_out(self, tmp_path: Path) -> None:
+        """Transient refusals on every attempt: the row fails for good after max_attempts."""
+        spec, fake = make_spec(tmp_path, max_attempts=3), FakeRunware(script=["503"] * 3)
+        outcome = await run(spec, fake, [make_row(0)])
+        assert outcome.rows["failed"] == 1
+        assert [e.retryable for e in events(spec, "failed")] == [True, True, False]
+
+    @pytest.mark.anyio
+    async def test_retry_after_pauses_dispatching(self, tmp_path: Path) -> None:
+        """A 429 with Retry-After: 2 holds the next request for at least two seconds."""
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        hooks = EngineHooks(sleep=sleep, backoff=FAST.backoff, poll=FAST.poll)
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["429ra"])
+        outcome = await run(spec, fake, [make_row(0)], hooks)
+        assert outcome.rows["succeeded"] == 1
+        assert max(sleeps) >= 2.0
+
+
+class TestStops:
+    @pytest.mark.anyio
+    async def test_wrong_key_stops_after_the_first_answer(self, tmp_path: Path) -> None:
+        """401: one request only, however many rows; exit 5; nothing marked failed for good."""
+        spec, fake = make_spec(tmp_path, concurrency=8), FakeRunware(script=["401"] * 100)
+        outcome = await run(spec, fake, [make_row(i) for i in range(50)])
+        assert fake.inference_requests == 1
+        assert outcome.exit_code() == 5
+        assert outcome.rows["failed"] == 0
+        assert outcome.rows["pending"] == 50
+
+    @pytest.mark.anyio
+    async def test_budget_stops_and_a_bigger_one_finishes(self, tmp_path: Path) -> None:
+        """A $0.05 budget pays for 4 rows of 0.011 and exits 3; a bigger budget finishes the rest."""
+        spec, fake = make_spec(tmp_path, budget_usd=0.05), FakeRunware()
+        rows = [make_row(i) for i in range(10)]
+        outcome = await run(spec, fake, rows)
+        assert outcome.exit_code() == 3
+        assert outcome.rows["succeeded"] == 4
+        assert float(outcome.left_usd) == pytest.approx(6 * 0.011)
+        spec2 = make_spec(tmp_path, budget_usd=1.0)
+        fake2 = FakeRunware()
+        outcome2 = await run(spec2, fake2, rows)
+        assert outcome2.exit_code() == 0
+        assert len(fake2.tasks) == 6
+        assert float(outcome2.spent_usd) == pytest.approx(10 * 0.011)
+
+
+class TestResume:
+    @pytest.mark.anyio
+    async def test_task_in_doubt_after_a_crash_is_recovered(self, tmp_path: Path) -> None:
+        """A crash after the send: the next run records the paid result via getResponse, no new task."""
+        spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["timeout"])
+        row = make_row(0)
+        # the first run sends, loses the answer, and cannot reach getResponse: it gives up at once
+        hooks_gone = EngineHooks(backoff=FAST.backoff, poll=Poll(interval=0.001, give_up_after=0.0))
+
+        def unreachable(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            if body[0]["taskType"] == "getResponse":
+                raise httpx.ConnectError("down", request=request)
+            return fake.handle(request)
+
+        with LedgerWriter.for_spec(spec) as ledger:
+            state = load_state(spec.out_dir / LEDGER_NAME)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
+                engine = Engine(
+                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=hooks_gone
+                )
+                first = await engine.run(iter([Batch([row])]))
+        assert first.rows["in_doubt"] == 1
+        assert first.exit_code() == 1
+        second = await run(spec, fake, [row])
+        assert second.rows["succeeded"] == 1
+        assert len(events(spec, "submitted")) == 1
+        assert_paid_once(fake)
+
+    @pytest.mark.anyio
+    async def test_unsent_task_in_doubt_is_resent_with_its_uuid(self, tmp_path: Path) -> None:
+        """A crash between 'submitted' and the send: resent with the same taskUUID, charged once."""
+        spec = make_spec(tmp_path)
+        row = make_row(0)
+        from pipeline.events import SubmittedEvent
+        from pipeline.ledger import task_uuid_for
+
+        with LedgerWriter.for_spec(spec) as ledger:
+            uid = task_uuid_for(ledger.namespace, row.fingerprint, 1)
+            ledger.append(
+                SubmittedEvent.for_row(row, task_uuid=uid, attempt=1, run_id="x", estimate_usd=0.011)
+            )
+        fake = FakeRunware()
+        outcome = await run(spec, fake, [row])
+        assert outcome.rows["succeeded"] == 1
+        assert list(fake.tasks) == [uid]
+        assert_paid_once(fake)
+
+
+class TestUploads:
+    @pytest.mark.anyio
+    async def test_local_reference_uploaded_once_across_rows_and_runs(self, tmp_path: Path) -> None:
+        """Rows sharing a local file: one imageUpload, its imageUUID in every task, and none next run."""
+        ref = tmp_path / "ref.png"
+        ref.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        rows = [make_row(i, refs=(str(ref), "https://example.com/a.jpg")) for i in range(3)]
+        await run(spec, fake, rows)
+        assert len(fake.uploads) == 1
+        refs = {tuple(t["inputs"]["referenceImages"]) for t in fake.tasks.values()}
+        assert len(refs) == 1
+        (uploaded, url) = next(iter(refs))
+        assert url == "https://example.com/a.jpg"
+        assert events(spec, "uploaded")[0].image_uuid == uploaded
+        fake2 = FakeRunware()
+        await run(spec, fake2, [make_row(9, refs=(str(ref),))])
+        assert fake2.uploads == []
