@@ -30,6 +30,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
+from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import IN_DOUBT, LedgerState, LedgerWriter, task_uuid_for
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
@@ -102,10 +103,12 @@ class Engine:
         run_id: str,
         tally: Tally | None = None,
         hooks: EngineHooks | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.spec = spec
         self.hooks = hooks or EngineHooks()
         self._client = client
+        self.fetcher = fetcher
         self._ledger = ledger
         self.state = state
         self.run_id = run_id
@@ -170,6 +173,9 @@ class Engine:
 
     async def _reconcile_all(self) -> None:
         async with anyio.create_task_group() as tg:
+            if self.fetcher is not None:  # downloads a previous run could not finish
+                pending = list(self.state.undownloaded.values())
+                tg.start_soon(self.fetcher.fetch_all, pending, self.spec.limits.concurrency)
             for submitted in self.state.in_doubt:
                 await self._rows.acquire()
                 tg.start_soon(self._reconcile_one, submitted)
@@ -289,6 +295,15 @@ class Engine:
         except ProviderError as exc:
             self._refused(row, task_uuid, exc, last)
         self._succeeded(row, task_uuid, images, reserved)
+        await self._download(task_uuid, len(images))
+
+    async def _download(self, task_uuid: str, count: int) -> None:
+        if self.fetcher is None:
+            return
+        for index in range(count):
+            pending = self.state.undownloaded.get((task_uuid, index))
+            if pending is not None:
+                await self.fetcher.fetch(pending)
 
     async def _send(self, row: Row, task: dict[str, Any], reserved: Decimal) -> list[GeneratedImage]:
         submitted = SubmittedEvent.for_row(

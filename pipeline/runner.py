@@ -21,6 +21,7 @@ import httpx
 from rich.console import Console
 
 from pipeline.engine import Engine, EngineHooks
+from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import LEDGER_NAME, LedgerWriter, RunEvent, load_state, new_run_id
 from pipeline.lock import job_lock

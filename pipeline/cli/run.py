@@ -1,17 +1,176 @@
-"""`pipeline run`: placeholder until its issue lands (owned by its issue's work)."""
+"""`pipeline run`, `pipeline status` and `pipeline results`: run or resume a job, and read its ledger.
+
+pipeline run jobs/demo.toml            # exit 0 all done, 1 some failed, 3 limit, 4 locked, 5 provider
+pipeline status jobs/demo.toml --json  # what the ledger says now
+pipeline results jobs/demo.toml        # rebuild results.parquet (and .csv) from the ledger
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from pipeline.errors import UsageError
+import anyio
+
+from pipeline.cli._output import emit_json, err_console, out_console
+from pipeline.errors import ConfigError, UsageError
+from pipeline.jobspec import JobSpec, load_job_spec
+from pipeline.ledger import LEDGER_NAME, load_state
+from pipeline.outcome import Outcome, Stop
+from pipeline.profiles import ProviderProfile, load_provider_profile
+from pipeline.results import rebuild_results
+from pipeline.runner import Provider, run_job
+
+__all__ = ["register", "resolve_provider"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("run", parents=[common], help="(not built yet)")
-    parser.set_defaults(func=_handle)
+    """Register `run`, `status` and `results`."""
+    run = subparsers.add_parser(
+        "run", parents=[common], help="run or resume a job until every row is done or a limit is hit"
+    )
+    run.add_argument("job", metavar="JOB.toml", help="the job spec")
+    run.add_argument(
+        "--progress-interval", type=float, default=10.0, help="seconds between progress lines off a terminal"
+    )
+    run.set_defaults(func=_handle_run)
+    status = subparsers.add_parser("status", parents=[common], help="what the ledger says now")
+    status.add_argument("job", metavar="JOB.toml", help="the job spec")
+    status.set_defaults(func=_handle_status)
+    results = subparsers.add_parser(
+        "results", parents=[common], help="rebuild the results table from the ledger"
+    )
+    results.add_argument("job", metavar="JOB.toml", help="the job spec")
+    results.set_defaults(func=_handle_results)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    raise UsageError("'pipeline run' is not built yet")
+# -- provider ------------------------------------------------------------------------------------------
+
+
+def _api_key(spec: JobSpec, profile: ProviderProfile) -> str:
+    variable = spec.provider.api_key_env or profile.api_key_env
+    key = os.environ.get(variable) or profile.default_api_key
+    if not key:
+        raise ConfigError(
+            spec.spec_path, "provider.api_key_env", f"no API key: set the environment variable {variable}"
+        )
+    return key
+
+
+def resolve_provider(spec: JobSpec) -> tuple[ProviderProfile, str | None, str, str]:
+    """(profile, endpoint or None for the embedded sandbox, api key, delivery)."""
+    profile = load_provider_profile(spec.provider.profile)
+    endpoint = spec.provider.endpoint or (None if profile.embedded else profile.endpoint)
+    delivery = spec.provider.delivery or profile.delivery
+    return profile, endpoint, _api_key(spec, profile), delivery
+
+
+@asynccontextmanager
+async def _endpoint(endpoint: str | None) -> AsyncIterator[str]:
+    """The endpoint, starting the embedded sandbox on a free loopback port when there is none."""
+    if endpoint is not None:
+        yield endpoint
+        return
+    from pipeline.sandbox import SandboxSettings, running_sandbox  # type: ignore[import-untyped,unused-ignore]
+
+    async with running_sandbox(SandboxSettings()) as sandbox:
+        yield sandbox.url
+
+
+# -- run -----------------------------------------------------------------------------------------------
+
+
+def _handle_run(args: argparse.Namespace) -> int:
+    spec = load_job_spec(args.job)
+    _, endpoint, api_key, delivery = resolve_provider(spec)
+    console = None if (args.quiet or args.json) else err_console()
+
+    async def main() -> Outcome:
+        async with _endpoint(endpoint) as url:
+            return await run_job(
+                spec,
+                Provider(url, api_key, delivery),
+                console=console,
+                progress_interval=args.progress_interval,
+            )
+
+    outcome = anyio.run(main)
+    if args.json:
+        emit_json(outcome.summary())
+    elif not args.quiet:
+        _print_outcome(spec, outcome)
+    return outcome.exit_code()
+
+
+def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
+    console = err_console()
+    rows = outcome.summary()["rows"]
+    console.print(
+        f"{spec.name}: {rows['succeeded']} succeeded, {rows['failed']} failed, {rows['rejected']} rejected, "
+        f"{rows['pending']} pending, {rows['in_doubt']} in doubt; {outcome.images} images, "
+        f"spent ${outcome.spent_usd:.4f}",
+        highlight=False,
+        markup=False,
+    )
+    if outcome.stop is Stop.BUDGET:
+        console.print(
+            f"budget of ${spec.limits.budget_usd} reached: the rows left would cost about "
+            f"${outcome.left_usd:.4f}; raise limits.budget_usd and run again to finish",
+            highlight=False,
+            markup=False,
+        )
+    elif outcome.stop is Stop.RUNTIME:
+        console.print("max_runtime reached: run again to continue", highlight=False, markup=False)
+    elif outcome.stop is Stop.FATAL and outcome.fatal is not None:
+        console.print(f"stopped by the provider: {outcome.fatal}", highlight=False, markup=False)
+    elif outcome.stop is Stop.INTERRUPT or outcome.cancelled:
+        console.print("interrupted: run again to resume", highlight=False, markup=False)
+
+
+# -- status and results --------------------------------------------------------------------------------
+
+
+def status_payload(spec: JobSpec) -> dict[str, Any]:
+    """The `pipeline status --json` shape: the manifest's rows by the ledger's state."""
+    from pipeline.manifest import read_manifest  # type: ignore[import-untyped,unused-ignore]
+
+    state = load_state(spec.out_dir / LEDGER_NAME)
+    rows = {"total": 0, "rejected": 0, "succeeded": 0, "failed": 0, "pending": 0, "in_doubt": 0}
+    for batch in read_manifest(spec, batch_size=10_000):
+        rows["rejected"] += len(batch.rejects)
+        rows["total"] += len(batch.rejects) + len(batch.rows)
+        for row in batch.rows:
+            rows[state.row_state(row.id, row.fingerprint) or "pending"] += 1
+    return {"rows": rows, "images": state.images, "spent_usd": float(state.spent_usd), "exit_code": 0}
+
+
+def _handle_status(args: argparse.Namespace) -> int:
+    spec = load_job_spec(args.job)
+    payload = status_payload(spec)
+    if args.json:
+        emit_json(payload)
+        return 0
+    rows = payload["rows"]
+    out_console().print(
+        f"{spec.name}: {rows['total']} rows: {rows['succeeded']} done, {rows['failed']} failed, "
+        f"{rows['in_doubt']} in doubt, {rows['pending']} pending, {rows['rejected']} rejected; "
+        f"{payload['images']} images, spent ${payload['spent_usd']:.4f}",
+        highlight=False,
+        markup=False,
+    )
+    return 0
+
+
+def _handle_results(args: argparse.Namespace) -> int:
+    spec = load_job_spec(args.job)
+    if not (spec.out_dir / LEDGER_NAME).exists():
+        raise UsageError(f"{spec.out_dir / LEDGER_NAME}: no ledger yet: run the job first")
+    path = rebuild_results(spec)
+    if args.json:
+        emit_json({"results": str(path), "formats": list(spec.output.formats)})
+    elif not args.quiet:
+        err_console().print(f"wrote {path}", highlight=False, markup=False)
+    return 0
