@@ -183,11 +183,13 @@ class TestRetries:
     async def test_retry_after_pauses_dispatching(self, tmp_path: Path) -> None:
         """A 429 with Retry-After: 2 holds the next request for at least two seconds."""
         sleeps: list[float] = []
+        now = [0.0]
 
         async def sleep(seconds: float) -> None:
             sleeps.append(seconds)
+            now[0] += seconds
 
-        hooks = EngineHooks(sleep=sleep, backoff=FAST.backoff, poll=FAST.poll)
+        hooks = EngineHooks(clock=lambda: now[0], sleep=sleep, backoff=FAST.backoff, poll=FAST.poll)
         spec, fake = make_spec(tmp_path, concurrency=1), FakeRunware(script=["429ra"])
         outcome = await run(spec, fake, [make_row(0)], hooks)
         assert outcome.rows["succeeded"] == 1
