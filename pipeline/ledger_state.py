@@ -60,9 +60,10 @@ def money(value: float | int | str | Decimal | None) -> Decimal:
 class RowRecord:
     """Compact state of one (id, fingerprint)."""
 
-    __slots__ = ("attempts", "images", "state", "submit")
+    __slots__ = ("attempts", "images", "key", "state", "submit")
 
-    def __init__(self) -> None:
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key  # (id, fingerprint): the dict's own key, shared by what refers to the row
         self.state: str = PENDING
         self.attempts: int = 0  # submitted events for this row
         self.images: int = 0  # images of its (first) success
@@ -128,7 +129,7 @@ class LedgerState:
         key = (id, fingerprint)
         record = self.rows.get(key)
         if record is None:
-            record = self.rows[key] = RowRecord()
+            record = self.rows[key] = RowRecord(key)
         return record
 
 
@@ -174,10 +175,11 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
     record.images = len(ev.images)
     state.images += len(ev.images)
     fmt = submit.request.get("output_format") if submit and submit.task_uuid == ev.task_uuid else None
+    id, fingerprint = record.key
     for image in ev.images:
         ext = _extension(fmt, image.image_url)
         state.undownloaded[(ev.task_uuid, image.index)] = PendingDownload(
-            ev.id, ev.fingerprint, ev.task_uuid, image.index, image.image_uuid, image.image_url, ext
+            id, fingerprint, ev.task_uuid, image.index, image.image_uuid, image.image_url, ext
         )
 
 
