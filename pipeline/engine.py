@@ -69,6 +69,14 @@ class _Stopped(Exception):
     """Dispatching stopped before this row could be sent (again)."""
 
 
+class _FatalInDoubt(Exception):
+    """A fatal answer while settling a task: stop the run, leave the task in doubt."""
+
+    def __init__(self, error: FatalProviderError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _RowFailed(Exception):
     """The row failed for good (already recorded)."""
 
@@ -292,6 +300,9 @@ class Engine:
                     if is_overload(exc):
                         slot.backoff()
                     raise
+        except _FatalInDoubt as exc:
+            self.stop(Stop.FATAL, exc.error)  # no verdict on the task: it stays in doubt
+            raise _Stopped from None
         except ProviderError as exc:
             self._refused(row, task_uuid, exc, last)
         self._succeeded(row, task_uuid, images, reserved)
@@ -330,15 +341,18 @@ class Engine:
         async def resubmit() -> list[GeneratedImage]:
             return await self._client.infer(task)
 
-        return await settle(
-            self._client,
-            task["taskUUID"],
-            row.request.number_results,
-            resubmit,
-            poll=self.hooks.poll,
-            clock=self.hooks.clock,
-            sleep=anyio.sleep,
-        )
+        try:
+            return await settle(
+                self._client,
+                task["taskUUID"],
+                row.request.number_results,
+                resubmit,
+                poll=self.hooks.poll,
+                clock=self.hooks.clock,
+                sleep=anyio.sleep,
+            )
+        except FatalProviderError as exc:
+            raise _FatalInDoubt(exc) from None
 
     @property
     def _namespace(self) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from pipeline.errors import TransientProviderError
+from pipeline.errors import FatalProviderError, ProviderError, TransientProviderError
 from pipeline.limits import Clock, Sleep
 from pipeline.runware import GeneratedImage, RunwareClient, TaskConflictError
 
@@ -66,20 +66,23 @@ async def settle(
 async def _ask(
     client: RunwareClient, task_uuid: str, expected: int, resubmit: Resubmit
 ) -> list[GeneratedImage] | None:
-    """One round: the images, None for "ask again", or the task's error raised."""
+    """One round: the images, None for "ask again", or the task's error raised.
+
+    Only the task's own verdict (an error item, or the answer to its resubmission) fails it: a failed
+    question (a bad answer to getResponse) is asked again. A fatal answer (bad key, no credits) is raised
+    and the task stays in doubt.
+    """
     try:
         status = await client.get_response(task_uuid, expected=expected)
-        if status.state == "unknown":
-            return await _resubmit(resubmit) or None
-    except TransientProviderError:
-        return None  # the poll failed (or the resubmission was refused for now): ask again
+    except FatalProviderError:
+        raise
+    except ProviderError:
+        return None
     if status.error is not None:
-        raise status.error  # the task failed: that is its verdict
+        raise status.error
+    if status.state == "unknown":
+        try:
+            return await resubmit() or None
+        except (TaskConflictError, TransientProviderError):
+            return None  # already there after all, or refused for now: ask again
     return list(status.images) if status.state == "success" else None
-
-
-async def _resubmit(resubmit: Resubmit) -> list[GeneratedImage]:
-    try:
-        return await resubmit()
-    except TaskConflictError:
-        return []  # it was submitted after all: keep polling
