@@ -65,6 +65,7 @@ async def run_job(
     handle_signals: bool = True,
     batch_size: int = 10_000,
     batches: Iterator[Any] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Outcome:
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
     hooks = hooks or EngineHooks(delivery=provider.delivery)
@@ -78,11 +79,21 @@ async def run_job(
             run_id = new_run_id()
             ledger.append(RunEvent(run_id=run_id))
             state.apply(RunEvent(run_id=run_id))
-            async with _http_client(spec) as http:
+            async with _http_client(spec, transport) as http:
                 client = RunwareClient(http, provider.endpoint, provider.api_key)
+                fetcher = Fetcher(http, spec, ledger.append) if spec.output.download else None
                 engine = Engine(
-                    spec, client, ledger, state, run_id=run_id, tally=Tally(hooks.clock), hooks=hooks
+                    spec,
+                    client,
+                    ledger,
+                    state,
+                    run_id=run_id,
+                    tally=Tally(hooks.clock),
+                    hooks=hooks,
+                    fetcher=fetcher,
                 )
+                if fetcher is not None:
+                    fetcher.record = engine.record
                 await _drive(engine, stream, console, progress_interval, handle_signals)
         outcome = engine.outcome
         outcome.images = state.images
@@ -92,11 +103,11 @@ async def run_job(
     return outcome
 
 
-def _http_client(spec: JobSpec) -> httpx.AsyncClient:
+def _http_client(spec: JobSpec, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     connections = spec.limits.concurrency + 8
     timeout = httpx.Timeout(spec.limits.request_timeout_s, connect=min(30.0, spec.limits.request_timeout_s))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
 
 
 async def _drive(
