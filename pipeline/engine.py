@@ -226,6 +226,7 @@ class Engine:
 
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)
+        self._check_deadline()
         if not self.stopping and not self.budget.try_reserve(estimate):
             self.stop(Stop.BUDGET)
         if self.stopping:
@@ -270,8 +271,13 @@ class Engine:
         await self.gate.wait()
         await self._requests.acquire()
         await self._images.acquire(request.number_results)
+        self._check_deadline()
         if self.stopping:
             raise _Stopped
+
+    def _check_deadline(self) -> None:
+        if self.hooks.clock() >= self._deadline:
+            self.stop(Stop.RUNTIME)
 
     async def _verdict(
         self, row: Row, task_uuid: str | None, reserved: Decimal, *, send_first: bool, last: bool
@@ -292,6 +298,8 @@ class Engine:
         )
         try:
             async with self.window.slot() as slot:
+                if send_first and self.stopping:
+                    raise _Stopped  # stopped while waiting for a place in the window
                 try:
                     images = await self._send(row, task, reserved) if send_first else []
                     if not images:

@@ -291,3 +291,32 @@ class TestUploads:
         fake2 = FakeRunware()
         await run(spec, fake2, [make_row(9, refs=(str(ref),))])
         assert fake2.uploads == []
+
+
+class TestRuntime:
+    @pytest.mark.anyio
+    async def test_max_runtime_stops_dispatching(self, tmp_path: Path) -> None:
+        """Past max_runtime no new task is sent; the run exits 3 and a later run finishes."""
+        now = [0.0]
+        fake = FakeRunware()
+
+        def slow(request: httpx.Request) -> httpx.Response:
+            now[0] += 3600  # each answer takes an hour on the injected clock
+            return fake.handle(request)
+
+        spec = make_spec(tmp_path, concurrency=1, max_runtime="90m")
+        hooks = EngineHooks(clock=lambda: now[0], backoff=FAST.backoff, poll=FAST.poll)
+        rows = [make_row(i) for i in range(5)]
+        with LedgerWriter.for_spec(spec) as ledger:
+            state = load_state(spec.out_dir / LEDGER_NAME)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as http:
+                engine = Engine(
+                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=hooks
+                )
+                outcome = await engine.run(iter([Batch(rows)]))
+        assert outcome.exit_code() == 3
+        assert 1 <= len(fake.tasks) <= 2
+        assert outcome.rows["succeeded"] + outcome.rows["pending"] == 5
+        later = await run(make_spec(tmp_path, concurrency=1), fake, rows)
+        assert later.exit_code() == 0
+        assert_paid_once(fake)
