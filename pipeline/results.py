@@ -94,15 +94,41 @@ class RejectLike(Protocol):
 # -- building ------------------------------------------------------------------------------------------
 
 
+class _Submit:
+    """The parts of a submitted event the table needs (compact: a ledger may hold a million)."""
+
+    __slots__ = ("at", "estimate", "passthrough", "request", "task_uuid")
+
+    def __init__(self, ev: SubmittedEvent, shared: dict[str, str]) -> None:
+        self.task_uuid = ev.task_uuid
+        self.at = ev.at
+        self.estimate = ev.estimate_usd
+        request = ev.request
+        self.request = tuple(_share(shared, request.get(name)) for name in _REQUEST_COLUMNS)
+        self.passthrough = ev.passthrough
+
+
+def _share(shared: dict[str, str], value: Any) -> Any:
+    """One object for each repeated short string (model, quality, format...) instead of one per row."""
+    if isinstance(value, str) and len(value) <= 40:
+        return shared.setdefault(value, value)
+    return value
+
+
+_NO_REQUEST = (None,) * len(_REQUEST_COLUMNS)
+
+
 class _RowDetail:
     """What one (id, fingerprint) needs for its results lines."""
 
-    __slots__ = ("last_failed", "last_kind", "last_submit", "submits", "success")
+    __slots__ = ("attempts", "last", "last_failed", "last_kind", "older", "success", "success_submit")
 
     def __init__(self) -> None:
-        self.submits: dict[str, SubmittedEvent] = {}  # task_uuid -> event
-        self.last_submit: SubmittedEvent | None = None
+        self.attempts = 0
+        self.last: _Submit | None = None
+        self.older: dict[str, _Submit] | None = None  # earlier attempts, only for rows that retried
         self.success: SucceededEvent | None = None
+        self.success_submit: _Submit | None = None
         self.last_failed: FailedEvent | None = None
         self.last_kind = ""
 
@@ -115,19 +141,33 @@ class _RowDetail:
             return IN_DOUBT
         return FAILED if self.last_failed is not None and not self.last_failed.retryable else PENDING
 
+    def submitted(self, submit: _Submit) -> None:
+        if self.last is not None:
+            self.older = self.older or {}
+            self.older[self.last.task_uuid] = self.last
+        self.last = submit
+        self.attempts += 1
+
+    def submit_of(self, task_uuid: str) -> _Submit | None:
+        """The submitted event of ``task_uuid`` (else the last one, for a ledger missing it)."""
+        if self.last is not None and self.last.task_uuid == task_uuid:
+            return self.last
+        return (self.older or {}).get(task_uuid, self.last)
+
 
 def build_results(events: Iterable[Event], job: str | None = None) -> pl.DataFrame:
     """The results table for ``events`` (pure). ``job`` defaults to the ledger header's job name."""
     with gc_paused():
         details: dict[tuple[str, str], _RowDetail] = {}
         downloads: dict[tuple[str, int], DownloadedEvent] = {}
+        shared: dict[str, str] = {}
         header_job: str | None = None
         for event in events:
             if isinstance(event, JobEvent):
                 header_job = header_job or event.job
             else:
-                _collect(event, details, downloads)
-        lines: list[dict[str, Any]] = []
+                _collect(event, details, downloads, shared)
+        lines: list[tuple[Any, ...]] = []
         extras: list[dict[str, Any]] = []
         for detail in details.values():
             state = detail.state
@@ -135,6 +175,7 @@ def build_results(events: Iterable[Event], job: str | None = None) -> pl.DataFra
                 _success_lines(detail, detail.success, downloads, lines, extras)
             elif state == FAILED and detail.last_failed is not None:
                 _failure_line(detail, detail.last_failed, lines, extras)
+        del details
         return _frame(lines, extras, job if job is not None else header_job)
 
 
@@ -142,6 +183,7 @@ def _collect(
     event: Event,
     details: dict[tuple[str, str], _RowDetail],
     downloads: dict[tuple[str, int], DownloadedEvent],
+    shared: dict[str, str],
 ) -> None:
     if isinstance(event, DownloadedEvent):
         downloads[(event.task_uuid, event.index)] = event
@@ -154,34 +196,16 @@ def _collect(
         detail = details[key] = _RowDetail()
     detail.last_kind = event.kind
     if isinstance(event, SubmittedEvent):
-        detail.submits[event.task_uuid] = event
-        detail.last_submit = event
+        detail.submitted(_Submit(event, shared))
     elif isinstance(event, SucceededEvent):
-        detail.success = detail.success or event
+        if detail.success is None:
+            detail.success = event
+            detail.success_submit = detail.submit_of(event.task_uuid)
     else:
         detail.last_failed = event
 
 
-def _base_line(
-    detail: _RowDetail, submit: SubmittedEvent | None, end: SucceededEvent | FailedEvent
-) -> dict[str, Any]:
-    line: dict[str, Any] = {
-        "id": end.id,
-        "fingerprint": end.fingerprint,
-        "task_uuid": end.task_uuid,
-        "attempts": len(detail.submits),
-        "submitted_at": submit.at if submit else None,
-        "completed_at": end.at,
-        "run_id": end.run_id,
-    }
-    if submit is not None:
-        request = submit.request
-        for name in _REQUEST_COLUMNS:
-            line[name] = request.get(name)
-    return line
-
-
-def _passthrough(submit: SubmittedEvent | None) -> dict[str, Any]:
+def _passthrough(submit: _Submit | None) -> dict[str, Any]:
     if submit is None:
         return {}
     extra = submit.passthrough
@@ -194,43 +218,75 @@ def _success_lines(
     detail: _RowDetail,
     success: SucceededEvent,
     downloads: dict[tuple[str, int], DownloadedEvent],
-    lines: list[dict[str, Any]],
+    lines: list[tuple[Any, ...]],
     extras: list[dict[str, Any]],
 ) -> None:
-    submit = detail.submits.get(success.task_uuid, detail.last_submit)
+    submit = detail.success_submit
     n = max(len(success.images), 1)
-    estimate = submit.estimate_usd / n if submit and submit.estimate_usd is not None else None
+    estimate = submit.estimate / n if submit and submit.estimate is not None else None
     share = success.cost_usd / n if success.cost_usd is not None else None
     extra = _passthrough(submit)
+    request = submit.request if submit else _NO_REQUEST
+    submitted_at = submit.at if submit else None
     for image in success.images:
-        line = _base_line(detail, submit, success)
         cost = image.cost_usd if image.cost_usd is not None else share
-        line["result_index"] = image.index
-        line["status"] = SUCCEEDED
-        line["image_uuid"] = image.image_uuid
-        line["image_url"] = image.image_url
-        line["estimate_usd"] = estimate
-        if cost is not None:
-            line["cost_usd"], line["cost_source"] = cost, "provider"
-        elif estimate is not None:
-            line["cost_usd"], line["cost_source"] = estimate, "estimate"
+        source = "provider" if cost is not None else ("estimate" if estimate is not None else None)
         download = downloads.get((success.task_uuid, image.index))
-        if download is not None:
-            line["local_path"], line["sha256"], line["bytes"] = download.path, download.sha256, download.bytes
-        lines.append(line)
+        lines.append(
+            (
+                success.id,
+                success.fingerprint,
+                image.index,
+                SUCCEEDED,
+                success.task_uuid,
+                image.image_uuid,
+                image.image_url,
+                cost if cost is not None else estimate,
+                source,
+                estimate,
+                *request,
+                download.path if download else None,
+                download.sha256 if download else None,
+                download.bytes if download else None,
+                detail.attempts,
+                None,
+                None,
+                submitted_at,
+                success.at,
+                success.run_id,
+            )
+        )
         extras.append(extra)
 
 
 def _failure_line(
-    detail: _RowDetail, failure: FailedEvent, lines: list[dict[str, Any]], extras: list[dict[str, Any]]
+    detail: _RowDetail, failure: FailedEvent, lines: list[tuple[Any, ...]], extras: list[dict[str, Any]]
 ) -> None:
-    submit = detail.submits.get(failure.task_uuid, detail.last_submit)
-    line = _base_line(detail, submit, failure)
-    line["status"] = FAILED
-    line["error_code"] = failure.code
-    line["error_message"] = failure.message
-    line["estimate_usd"] = submit.estimate_usd if submit else None
-    lines.append(line)
+    submit = detail.submit_of(failure.task_uuid)
+    lines.append(
+        (
+            failure.id,
+            failure.fingerprint,
+            None,
+            FAILED,
+            failure.task_uuid,
+            None,
+            None,
+            None,
+            None,
+            submit.estimate if submit else None,
+            *(submit.request if submit else _NO_REQUEST),
+            None,
+            None,
+            None,
+            detail.attempts,
+            failure.code,
+            failure.message,
+            submit.at if submit else None,
+            failure.at,
+            failure.run_id,
+        )
+    )
     extras.append(_passthrough(submit))
 
 
@@ -242,11 +298,11 @@ _LINE_SCHEMA = {
 }
 
 
-def _frame(lines: list[dict[str, Any]], extras: list[dict[str, Any]], job: str | None) -> pl.DataFrame:
+def _frame(lines: list[tuple[Any, ...]], extras: list[dict[str, Any]], job: str | None) -> pl.DataFrame:
     stamps = [pl.col(name).str.to_datetime(time_zone="UTC", strict=False) for name in _STAMP_COLUMNS]
     latency = (pl.col("completed_at") - pl.col("submitted_at")).dt.total_microseconds() / 1e6
     frame = (
-        pl.from_dicts(lines, schema=_LINE_SCHEMA)
+        pl.DataFrame(lines, schema=_LINE_SCHEMA, orient="row")
         .with_columns(stamps)
         .with_columns(latency_s=latency.cast(pl.Float64), job=pl.lit(job, dtype=pl.String))
         .select(list(RESULTS_COLUMNS))
