@@ -16,6 +16,7 @@ Time is injectable (``clock``/``sleep``) so tests run instantly.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -63,7 +64,7 @@ class AdaptiveWindow:
         self._limit = float(start if start is not None else maximum)
         self._probing = probe
         self._in_flight = 0
-        self._changed = anyio.Event()
+        self._waiters: deque[anyio.Event] = deque()
 
     @property
     def limit(self) -> int:
@@ -93,9 +94,20 @@ class AdaptiveWindow:
             self._notify()
 
     async def acquire(self) -> None:
-        while self._in_flight >= self.limit:
-            await self._changed.wait()
-        self._in_flight += 1
+        """Take a place, waiting in FIFO order; exactly one waiter is woken per free place."""
+        if self._in_flight < self.limit and not self._waiters:
+            self._in_flight += 1
+            return
+        granted = anyio.Event()
+        self._waiters.append(granted)
+        try:
+            await granted.wait()
+        except BaseException:
+            if granted.is_set():
+                self.release()  # the place was handed over just as we were cancelled: give it back
+            else:
+                self._waiters.remove(granted)
+            raise
 
     def release(self) -> None:
         self._in_flight -= 1
@@ -116,8 +128,10 @@ class AdaptiveWindow:
             self.on_success()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        """Hand free places to the longest waiters."""
+        while self._waiters and self._in_flight < self.limit:
+            self._in_flight += 1
+            self._waiters.popleft().set()
 
 
 class PauseGate:

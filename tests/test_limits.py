@@ -80,6 +80,19 @@ class TestAdaptiveWindow:
         assert window.limit == 5
 
 
+    @pytest.mark.anyio
+    async def test_cancelled_waiter_does_not_leak_a_place(self) -> None:
+        """A waiter cancelled while queued leaves the window's count intact."""
+        window = AdaptiveWindow(1)
+        await window.acquire()
+        with anyio.move_on_after(0.01):
+            await window.acquire()
+        window.release()
+        assert window.in_flight == 0
+        await window.acquire()
+        assert window.in_flight == 1
+
+
 class TestPauseGate:
     @pytest.mark.anyio
     async def test_waits_until_retry_after_passes(self) -> None:
