@@ -1,0 +1,237 @@
+"""The engine against the real sandbox on loopback: faults, kills, credits, budget, edits, bad keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from pipeline.jobspec import load_job_spec
+from pipeline.ledger import LEDGER_NAME, read_events
+from pipeline.runner import Provider, run_job
+from pipeline.sandbox import SandboxSettings, SandboxThread
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-sandbox-acceptance-KEY-42"
+
+
+def write_job(folder: Path, url: str, rows: int, *, prompt: str = "a {i} red bicycle", **limits: Any) -> Path:
+    """A job spec and a CSV manifest of ``rows`` rows in ``folder``; [provider] endpoint = ``url``."""
+    lines = ["id,prompt,sku"] + [f"r{i},{prompt.format(i=i)},SKU-{i}" for i in range(rows)]
+    (folder / "prompts.csv").write_text("\n".join(lines) + "\n")
+    return rewrite_job(folder, url, **limits)
+
+
+def rewrite_job(folder: Path, url: str, *, download: bool = False, **limits: Any) -> Path:
+    lim = {"concurrency": 8, "max_attempts": 8, "request_timeout_s": 2.0, **limits}
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in lim.items())
+    job = folder / "job.toml"
+    job.write_text(
+        'name = "acceptance"\nmanifest = "prompts.csv"\noutput_dir = "out"\n'
+        f'[provider]\nprofile = "sandbox"\nendpoint = "{url}"\n'
+        f"[limits]\n{body}\n"
+        f"[output]\ndownload = {json.dumps(download)}\nresults_interval_s = 0.3\n"
+    )
+    return job
+
+
+def billing(sandbox: Any) -> dict[str, Any]:
+    data: dict[str, Any] = httpx.get(f"{sandbox.base_url}/sandbox/billing").json()
+    return data
+
+
+def top_up(sandbox: Any, usd: float) -> None:
+    httpx.post(f"{sandbox.base_url}/sandbox/balance", json={"usd": usd}).raise_for_status()
+
+
+def assert_billed_once(sandbox: Any, rows: int) -> None:
+    bill = billing(sandbox)
+    assert bill["tasks"] == rows
+    assert bill["duplicate_tasks"] == 0
+    assert bill["duplicate_prompts"] == 0
+
+
+def results(job: Path) -> pl.DataFrame:
+    return pl.read_parquet(job.parent / "out" / "results.parquet")
+
+
+def ledger_events(job: Path, kind: str) -> list[Any]:
+    return [e for e in read_events(job.parent / "out" / LEDGER_NAME) if e.kind == kind]
+
+
+async def run(job: Path, url: str, key: str = KEY) -> Any:
+    return await run_job(load_job_spec(job), Provider(url, key), handle_signals=False)
+
+
+def cli(job: Path, *args: str, key: str = KEY) -> subprocess.Popen[str]:
+    env = {**os.environ, "RUNWARE_API_KEY": key}
+    cmd = [sys.executable, "-m", "pipeline", "run", str(job), "-q", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Any]:
+    started: list[Any] = []
+
+    def start(**settings: Any) -> Any:
+        sb = SandboxThread(SandboxSettings(**settings))
+        started.append(sb)
+        return sb.__enter__()
+
+    yield start
+    for sb in started:
+        sb.__exit__(None, None, None)
+
+
+class TestFaults:
+    @pytest.mark.anyio
+    async def test_every_row_finishes_and_is_charged_once(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """5xx, 429 with Retry-After, hung requests, dropped connections and malformed bodies: each row
+        succeeds and the sandbox bills exactly one task per row."""
+        faults = {
+            "500": 0.04, "503": 0.03, "504": 0.03, "429-retry-after": 0.05,
+            "hang": 0.02, "drop": 0.02, "malformed": 0.01,
+        }  # fmt: skip
+        sb = sandbox_factory(seed=11, latency="20ms", faults=faults)
+        job = write_job(tmp_path, sb.url, 120, concurrency=16, max_attempts=12, request_timeout_s=1.0)
+        outcome = await run(job, sb.url)
+        assert outcome.summary()["rows"]["succeeded"] == 120
+        assert outcome.exit_code() == 0
+        assert_billed_once(sb, 120)
+        table = results(job)
+        assert table["id"].n_unique() == len(table) == 120
+        assert set(table["status"]) == {"succeeded"}
+
+
+class TestKills:
+    @pytest.mark.slow
+    def test_sigkill_at_random_moments_never_pays_twice(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """Killed with SIGKILL ten times (some mid results-write), restarted each time: every row
+        succeeds once, no duplicate result rows, no double charge."""
+        rng = random.Random(5)
+        sb = sandbox_factory(seed=3, latency="150ms")
+        job = write_job(tmp_path, sb.url, 160, concurrency=4)
+        kills = 0
+        while kills < 10:
+            proc = cli(job)
+            time.sleep(rng.uniform(0.9, 2.2))
+            if proc.poll() is not None:
+                break  # finished before the kill
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        assert kills >= 10
+        final = cli(job, "--json")
+        out, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err
+        summary = json.loads(out)
+        assert summary["rows"]["succeeded"] == 160
+        assert summary["exit_code"] == 0
+        assert_billed_once(sb, 160)
+        table = results(job)
+        assert len(table) == 160
+        assert table["id"].n_unique() == 160
+
+
+class TestProviderStops:
+    @pytest.mark.anyio
+    async def test_credits_run_out_then_top_up(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """402 stops the run with exit 5 keeping every result; after a top-up a re-run finishes."""
+        sb = sandbox_factory(balance_usd=0.05)
+        job = write_job(tmp_path, sb.url, 10)
+        first = await run(job, sb.url)
+        assert first.exit_code() == 5
+        paid = billing(sb)["tasks"]
+        assert 1 <= paid < 10
+        assert len(results(job).filter(pl.col("status") == "succeeded")) == paid
+        top_up(sb, 5.0)
+        second = await run(job, sb.url)
+        assert second.exit_code() == 0
+        assert_billed_once(sb, 10)
+
+    @pytest.mark.anyio
+    async def test_wrong_key_stops_after_the_first_answer(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """A wrong API key: one request, exit 5, nothing billed, and the key appears nowhere."""
+        sb = sandbox_factory(api_key="the-right-key")
+        job = write_job(tmp_path, sb.url, 40, concurrency=16)
+        outcome = await run(job, sb.url, key=KEY)
+        assert outcome.exit_code() == 5
+        assert len(ledger_events(job, "submitted")) == 1
+        assert billing(sb)["tasks"] == 0
+        for path in (tmp_path / "out").rglob("*"):
+            if path.is_file():
+                assert KEY.encode() not in path.read_bytes()
+
+
+class TestMoney:
+    @pytest.mark.anyio
+    async def test_budget_stops_and_a_larger_one_finishes(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """Budget $0.05 at $0.011 a row: exit 3 after 4 rows; with $1 the re-run does the other 6 only."""
+        sb = sandbox_factory()
+        job = write_job(tmp_path, sb.url, 10, budget_usd=0.05)
+        first = await run(job, sb.url)
+        assert first.exit_code() == 3
+        assert first.summary()["rows"]["succeeded"] == 4
+        assert float(first.left_usd) == pytest.approx(0.066)
+        rewrite_job(tmp_path, sb.url, budget_usd=1.0)
+        second = await run(job, sb.url)
+        assert second.exit_code() == 0
+        assert_billed_once(sb, 10)
+        assert second.summary()["spent_usd"] == pytest.approx(0.11)
+
+
+class TestEdits:
+    @pytest.mark.anyio
+    async def test_editing_one_prompt_regenerates_only_that_row(
+        self, tmp_path: Path, sandbox_factory: Any
+    ) -> None:
+        """A re-run after editing row r2's prompt sends exactly one task, for r2."""
+        sb = sandbox_factory()
+        job = write_job(tmp_path, sb.url, 6)
+        await run(job, sb.url)
+        csv = (tmp_path / "prompts.csv").read_text().replace("a 2 red bicycle", "a 2 blue bicycle")
+        (tmp_path / "prompts.csv").write_text(csv)
+        before = len(ledger_events(job, "submitted"))
+        outcome = await run(job, sb.url)
+        assert outcome.exit_code() == 0
+        new = ledger_events(job, "submitted")[before:]
+        assert [e.id for e in new] == ["r2"]
+        assert billing(sb)["tasks"] == 7
+        assert billing(sb)["duplicate_tasks"] == 0
+
+
+class TestSignals:
+    def test_sigint_drains_and_writes_results(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """First SIGINT: in-flight work finishes, results are written, exit 130, nothing left in doubt."""
+        sb = sandbox_factory(latency="300ms")
+        job = write_job(tmp_path, sb.url, 60, concurrency=4)
+        proc = cli(job)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ledger = tmp_path / "out" / LEDGER_NAME
+            if ledger.exists() and ledger.read_text().count('"succeeded"') >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        table = results(job)
+        assert 3 <= len(table) < 60
+        states = {e.task_uuid: e.kind for e in read_events(tmp_path / "out" / LEDGER_NAME) if e.kind in
+                  ("submitted", "succeeded", "failed")}  # fmt: skip
+        assert "submitted" not in states.values()
+        rerun = cli(job)
+        rerun.communicate(timeout=60)
+        assert rerun.returncode == 0
+        assert_billed_once(sb, 60)
