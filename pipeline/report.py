@@ -1,0 +1,463 @@
+"""Cost reports over results tables: which files, which rows, grouped how, summed exactly.
+
+    sources = resolve_sources(["jobs/demo.toml", "output/*/results.parquet"])
+    facts = load_facts(sources, by=["day", "category"])
+    report = summarize(facts)            # report.groups, report.total, report.notes
+
+Money is summed as integer nano-dollars and handed out as ``Decimal``: never float drift. ``spend`` is
+everything the provider charged (the results rows plus the ledger's charges the table does not keep);
+``wasted`` is the part that bought nothing kept (duplicate successes, charged failures).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.errors import UsageError
+from pipeline.report_ledger import ledger_charges, nano, submitted_requests
+
+__all__ = [
+    "DERIVED_KEYS",
+    "Facts",
+    "Group",
+    "Report",
+    "Source",
+    "Stats",
+    "gallery",
+    "key_expr",
+    "load_facts",
+    "parse_when",
+    "resolve_sources",
+    "spend_over_time",
+    "summarize",
+    "usd",
+]
+
+RESULTS_NAME = "results.parquet"
+LEDGER_NAME = "ledger.jsonl"
+REJECTS_NAME = "rejects.parquet"
+DERIVED_KEYS = ("day", "week", "month", "run", "model", "quality", "size")
+_REQUIRED = ("id", "status", "cost_usd")
+_BASE: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "fingerprint": pl.String(),
+    "status": pl.String(),
+    "task_uuid": pl.String(),
+    "cost_usd": pl.Float64(),
+    "cost_source": pl.String(),
+    "estimate_usd": pl.Float64(),
+    "completed_at": pl.Datetime("us", "UTC"),
+    "run_id": pl.String(),
+    "job": pl.String(),
+    "model": pl.String(),
+    "width": pl.Int64(),
+    "height": pl.Int64(),
+    "quality": pl.String(),
+}
+DETAIL: dict[str, pl.DataType] = {
+    "prompt": pl.String(),
+    "local_path": pl.String(),
+    "image_url": pl.String(),
+    "error_code": pl.String(),
+    "error_message": pl.String(),
+    "result_index": pl.Int64(),
+}
+_KEPT_FROM_EVENT = ("id", "fingerprint", "task_uuid", "run_id", "completed_at", "cost_nano", "kind")
+
+
+def usd(nanos: int | None) -> Decimal:
+    """Exact USD from integer nano-dollars."""
+    return Decimal(nanos or 0).scaleb(-9)
+
+
+# -- which files ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One results table and what lies beside it."""
+
+    results: Path
+    ledger: Path | None
+    rejects: Path | None
+
+
+def _results_for(path: Path) -> Path:
+    if path.is_dir():
+        return path / RESULTS_NAME
+    if path.suffix == ".toml":
+        from pipeline.jobspec import load_job_spec
+
+        return load_job_spec(path).out_dir / RESULTS_NAME
+    return path
+
+
+def _expand(pattern: str) -> list[Path]:
+    if glob.has_magic(pattern):
+        matches = sorted(glob.glob(pattern, recursive=True))
+        if not matches:
+            raise UsageError(f"{pattern}: matches no file")
+        return [Path(m) for m in matches]
+    return [Path(pattern)]
+
+
+def resolve_sources(paths: Sequence[str]) -> list[Source]:
+    """Job specs, output dirs and results files (globs expanded) -> the results tables to report on."""
+    found: dict[Path, Source] = {}
+    for pattern in paths:
+        for path in _expand(pattern):
+            if not path.exists():
+                raise UsageError(f"{path}: no such file or directory")
+            results = _results_for(path).resolve()
+            if not results.is_file():
+                raise UsageError(
+                    f"{results}: no results table (has the job run? `pipeline results JOB.toml`)"
+                )
+            ledger, rejects = results.parent / LEDGER_NAME, results.parent / REJECTS_NAME
+            found.setdefault(
+                results,
+                Source(results, ledger if ledger.is_file() else None, rejects if rejects.is_file() else None),
+            )
+    if not found:
+        raise UsageError("no results table given")
+    return list(found.values())
+
+
+# -- which rows -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Every charge, image, failure and reject of the sources: one lazy frame, ready to group."""
+
+    frame: pl.LazyFrame
+    by: tuple[str, ...]
+    columns: frozenset[str]
+    sources: tuple[Source, ...]
+    notes: tuple[str, ...] = ()
+
+
+def parse_when(text: str, *, end: bool = False) -> dt.datetime:
+    """``2026-11-01`` or an ISO datetime, as UTC. A bare date used as ``end`` means the end of that day."""
+    try:
+        if len(text) == 10:
+            day = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
+            return day + dt.timedelta(days=1) if end else day
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"{text!r} is not a date (2026-11-01) or an ISO datetime") from exc
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    try:
+        if path.suffix == ".csv":
+            return pl.scan_csv(path, try_parse_dates=True, infer_schema_length=10_000)
+        return pl.scan_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"{path}: cannot read results table ({exc})") from exc
+
+
+def _schema(path: Path, scan: pl.LazyFrame) -> pl.Schema:
+    try:
+        schema = scan.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"{path}: not a results table ({exc})") from exc
+    if missing := [name for name in _REQUIRED if name not in schema]:
+        raise UsageError(f"{path}: not a results table (no column {', '.join(missing)})")
+    return schema
+
+
+def _column(name: str, schema: pl.Schema, dtype: pl.DataType) -> pl.Expr:
+    if name not in schema:
+        return pl.lit(None, dtype=dtype).alias(name)
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        have = schema[name]
+        if have == pl.String:
+            return col.str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+        if isinstance(have, pl.Datetime):
+            utc = (
+                col.dt.replace_time_zone("UTC") if have.time_zone is None else col.dt.convert_time_zone("UTC")
+            )
+            return utc.dt.cast_time_unit("us")
+    return col.cast(dtype, strict=False)
+
+
+def _table_facts(scan: pl.LazyFrame, schema: pl.Schema, extra: Sequence[str]) -> pl.LazyFrame:
+    wanted = {**_BASE, **DETAIL}
+    cols = [_column(name, schema, dtype) for name, dtype in wanted.items()]
+    cols += [pl.col(name) for name in extra if name in schema and name not in wanted]
+    succeeded = pl.col("status") == "succeeded"
+    return scan.select(cols).with_columns(
+        kind=pl.when(succeeded).then(pl.lit("image")).otherwise(pl.lit("failed")),
+        cost_nano=nano(pl.col("cost_usd")),
+        estimate_nano=nano(pl.col("estimate_usd")),
+    )
+
+
+def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | None, list[str]]:
+    """The ledger's charges the table lacks, with the attributes of their row (from the table or ledger)."""
+    assert source.ledger is not None
+    keys = table.select("id", "fingerprint", "status", "task_uuid").collect()
+    charges = ledger_charges(source.ledger, keys)
+    if charges.is_empty():
+        return None, []
+    attrs = (
+        table.join(charges.lazy().select("id", "fingerprint").unique(), on=["id", "fingerprint"], how="semi")
+        .unique(["id", "fingerprint"], keep="first")
+        .drop(
+            *(
+                c
+                for c in (*_KEPT_FROM_EVENT, "estimate_nano", "status", *DETAIL)
+                if c not in ("id", "fingerprint")
+            )
+        )
+    )
+    frame = charges.lazy().join(attrs, on=["id", "fingerprint"], how="left")
+    notes = []
+    unlisted = charges.filter(pl.col("kind") == "unlisted")
+    if not unlisted.is_empty():
+        requests = submitted_requests(source.ledger, unlisted["task_uuid"]).lazy()
+        fill = [c for c in requests.collect_schema() if c != "task_uuid"]
+        frame = frame.join(requests, on="task_uuid", how="left", suffix="_ledger").with_columns(
+            pl.coalesce(pl.col(c), pl.col(f"{c}_ledger")).alias(c) for c in fill if c in _BASE or c in DETAIL
+        )
+        spent = usd(int(unlisted["cost_nano"].sum()))
+        notes.append(
+            f"{source.ledger}: {len(unlisted)} charged task(s) (${spent}) are not in"
+            f" {source.results.name} yet; they count in spend (rebuild it with `pipeline results JOB.toml`)"
+        )
+    return frame, notes
+
+
+def _reject_facts(source: Source, job: str | None) -> pl.LazyFrame | None:
+    if source.rejects is None:
+        return None
+    try:
+        rejects = pl.scan_parquet(source.rejects).select(pl.col("id").cast(pl.String))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"{source.rejects}: cannot read rejects ({exc})") from exc
+    return rejects.with_columns(kind=pl.lit("rejected"), job=pl.lit(job, dtype=pl.String))
+
+
+def _source_facts(index: int, source: Source, extra: Sequence[str]) -> tuple[list[pl.LazyFrame], list[str]]:
+    scan = _scan(source.results)
+    schema = _schema(source.results, scan)
+    table = _table_facts(scan, schema, extra)
+    frames, notes = [table], []
+    if source.ledger is not None:
+        charged, more = _charge_facts(source, table)
+        frames += [charged] if charged is not None else []
+        notes += more
+    else:
+        notes.append(
+            f"{source.results.parent}: no ledger beside the results table; wasted spend counts only"
+            " the charges the table shows"
+        )
+    job = table.select(pl.col("job").drop_nulls().first()).collect().item()
+    rejected = _reject_facts(source, job or source.results.parent.name)
+    frames += [rejected] if rejected is not None else []
+    return [f.with_columns(source=pl.lit(index, dtype=pl.Int32)) for f in frames], notes
+
+
+def load_facts(
+    sources: Sequence[Source],
+    by: Sequence[str] = (),
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Facts:
+    """All sources as one frame of facts (kind: image, failed, waste, unlisted, rejected).
+
+    ``since``/``until`` keep facts completed in ``[since, until)``; rejects have no time and are left out
+    when either is given. Raises ``UsageError`` for a ``by`` key that no source has.
+    """
+    frames: list[pl.LazyFrame] = []
+    notes: list[str] = []
+    for index, source in enumerate(sources):
+        more_frames, more_notes = _source_facts(index, source, by)
+        frames += more_frames
+        notes += more_notes
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    columns = frozenset(frame.collect_schema())
+    for key in by:
+        if key not in columns and key not in DERIVED_KEYS:
+            available = sorted(
+                (columns - {"kind", "cost_nano", "estimate_nano", "source"}) | set(DERIVED_KEYS)
+            )
+            raise UsageError(f"--by {key}: no such column or key; available: {', '.join(available)}")
+    if since is not None:
+        frame = frame.filter(pl.col("completed_at") >= since)
+    if until is not None:
+        frame = frame.filter(pl.col("completed_at") < until)
+    return Facts(frame, tuple(by), columns, tuple(sources), tuple(notes))
+
+
+# -- how much -------------------------------------------------------------------------------------------
+
+
+def key_expr(key: str, columns: frozenset[str]) -> pl.Expr:
+    """A grouping key: a results column by that name if there is one, else a derived key."""
+    if key in columns:
+        return pl.col(key)
+    at = pl.col("completed_at")
+    derived = {
+        "day": at.dt.strftime("%Y-%m-%d"),
+        "week": at.dt.strftime("%G-W%V"),
+        "month": at.dt.strftime("%Y-%m"),
+        "run": pl.col("run_id"),
+        "size": pl.format("{}x{}", pl.col("width"), pl.col("height")),
+    }
+    return derived[key].alias(key)
+
+
+def _aggregations() -> list[pl.Expr]:
+    kind, cost = pl.col("kind"), pl.col("cost_nano")
+    image = kind == "image"
+    row = pl.struct("source", "id", "fingerprint")
+    return [
+        image.sum().alias("images"),
+        row.filter(image).n_unique().alias("rows_succeeded"),
+        row.filter(kind == "failed").n_unique().alias("rows_failed"),
+        (kind == "rejected").sum().alias("rows_rejected"),
+        cost.sum().alias("spend"),
+        cost.filter(kind.is_in(["failed", "waste"])).sum().alias("wasted"),
+        cost.filter(image).sum().alias("actual"),
+        pl.col("estimate_nano").filter(image).sum().alias("estimate"),
+        cost.filter(kind == "unlisted").sum().alias("unlisted"),
+        (image & (pl.col("cost_source") == "estimate")).sum().alias("estimated_images"),
+    ]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The figures of one group (or of the total). Money is exact ``Decimal`` USD."""
+
+    images: int = 0
+    rows_succeeded: int = 0
+    rows_failed: int = 0
+    rows_rejected: int = 0
+    spend: Decimal = Decimal(0)
+    wasted: Decimal = Decimal(0)
+    actual: Decimal = Decimal(0)
+    estimate: Decimal = Decimal(0)
+    unlisted: Decimal = Decimal(0)
+    estimated_images: int = 0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Stats:
+        counts = {k: int(row[k] or 0) for k in ("images", "rows_succeeded", "rows_failed", "rows_rejected")}
+        return cls(
+            **counts,
+            spend=usd(row["spend"]),
+            wasted=usd(row["wasted"]),
+            actual=usd(row["actual"]),
+            estimate=usd(row["estimate"]),
+            unlisted=usd(row["unlisted"]),
+            estimated_images=int(row["estimated_images"] or 0),
+        )
+
+    @property
+    def avg_cost_per_image(self) -> Decimal | None:
+        """Spend (waste included) per image kept; None without images."""
+        return (self.spend / self.images).quantize(Decimal("1e-9")) if self.images else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts as ints and money as exact Decimals, under the JSON names."""
+        return {
+            "images": self.images,
+            "rows_succeeded": self.rows_succeeded,
+            "rows_failed": self.rows_failed,
+            "rows_rejected": self.rows_rejected,
+            "spend_usd": self.spend,
+            "avg_cost_per_image_usd": self.avg_cost_per_image,
+            "wasted_usd": self.wasted,
+            "estimate_usd": self.estimate,
+            "actual_usd": self.actual,
+            "estimate_delta_usd": self.actual - self.estimate,
+            "estimated_cost_images": self.estimated_images,
+            "unlisted_usd": self.unlisted,
+        }
+
+
+@dataclass(frozen=True)
+class Group:
+    keys: dict[str, Any]
+    stats: Stats
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``pipeline report`` prints: one line per group, and the total."""
+
+    by: tuple[str, ...]
+    groups: list[Group]
+    total: Stats
+    notes: tuple[str, ...] = ()
+    sources: tuple[str, ...] = field(default=())
+
+
+def _collect(lazy: pl.LazyFrame) -> pl.DataFrame:
+    try:
+        return lazy.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise UsageError(f"cannot compute the report: {exc}") from exc
+
+
+def summarize(facts: Facts) -> Report:
+    """Group the facts by ``facts.by`` and sum them; the total is computed over all facts, not the groups."""
+    total = Stats.from_row(_collect(facts.frame.select(_aggregations())).row(0, named=True))
+    groups: list[Group] = []
+    if facts.by:
+        keys = [key_expr(k, facts.columns) for k in facts.by]
+        table = _collect(
+            facts.frame.group_by(keys).agg(_aggregations()).sort(list(facts.by), nulls_last=True)
+        )
+        for row in table.iter_rows(named=True):
+            groups.append(Group({k: row[k] for k in facts.by}, Stats.from_row(row)))
+    else:
+        groups.append(Group({}, total))
+    return Report(facts.by, groups, total, facts.notes, tuple(str(s.results) for s in facts.sources))
+
+
+def _bucket(span: dt.timedelta) -> tuple[str, str]:
+    """A time bucket that splits ``span`` into a readable number of bars: (polars every, strftime)."""
+    for every, fmt, limit in (("1s", "%H:%M:%S", 120), ("1m", "%H:%M", 180), ("1h", "%m-%d %H:00", 96)):
+        if span <= dt.timedelta(seconds={"1s": 1, "1m": 60, "1h": 3600}[every] * limit):
+            return every, fmt
+    return ("1d", "%Y-%m-%d") if span <= dt.timedelta(days=120) else ("1mo", "%Y-%m")
+
+
+def spend_over_time(facts: Facts) -> list[tuple[str, Decimal, Decimal]]:
+    """(bucket label, spend, wasted) in time order, empty buckets included, sized for the span covered."""
+    timed = facts.frame.filter(pl.col("completed_at").is_not_null() & (pl.col("kind") != "rejected"))
+    span = _collect(timed.select(lo=pl.col("completed_at").min(), hi=pl.col("completed_at").max()))
+    lo, hi = span.row(0)
+    if lo is None:
+        return []
+    every, fmt = _bucket(hi - lo)
+    cost = pl.col("cost_nano")
+    buckets = timed.group_by(pl.col("completed_at").dt.truncate(every).alias("at")).agg(
+        spend=cost.sum(), wasted=cost.filter(pl.col("kind").is_in(["failed", "waste"])).sum()
+    )
+    ends = pl.select(lo=pl.lit(lo).dt.truncate(every), hi=pl.lit(hi).dt.truncate(every)).row(0)
+    axis = pl.LazyFrame({"at": pl.datetime_range(ends[0], ends[1], every, eager=True, time_zone="UTC")})
+    filled = _collect(axis.join(buckets, on="at", how="left").sort("at"))
+    return [(at.strftime(fmt), usd(s), usd(w)) for at, s, w in filled.iter_rows()]
+
+
+def gallery(facts: Facts, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` images and failed rows (in completion order), and how many there are in all."""
+    rows = facts.frame.filter(pl.col("kind").is_in(["image", "failed"]))
+    count = int(_collect(rows.select(pl.len())).item())
+    picked = _collect(rows.sort("completed_at", nulls_last=True).head(limit))
+    return picked.to_dicts(), count
