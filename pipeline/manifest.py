@@ -1,0 +1,202 @@
+"""The manifest: one row per request, read in batches so memory stays flat in the manifest's size.
+
+    for batch in read_manifest(spec, batch_size=10_000):   # ManifestError (exit 2) for a bad file
+        batch.rows      # list[Row]: accepted rows, in manifest order
+        batch.rejects   # list[Reject]: row number, id and reason of each bad row
+
+Opening a manifest checks the file as a whole before the first batch (readable, columns present, every
+model known, duplicate ids found), so a bad file stops a run before anything is sent. Row rules are
+polars expressions (``manifest_rules``); references, ids and fingerprints are per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from pipeline.errors import ManifestError
+from pipeline.fingerprint import fingerprint_text_expr, hash_texts
+from pipeline.jobspec import JobSpec
+from pipeline.manifest_io import scan_table, table_errors
+from pipeline.manifest_refs import RowReferences
+from pipeline.manifest_rules import reason_expr, resolve_exprs
+from pipeline.manifest_schema import ManifestColumns, map_columns
+from pipeline.profiles import model_profiles
+from pipeline.rows import ImageRequest, Row
+
+__all__ = ["Manifest", "ManifestBatch", "Reject", "open_manifest", "read_manifest"]
+
+ID_LENGTH = 16  # hex digits of a content-hash id
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A manifest row that will not be sent, and why."""
+
+    row_number: int
+    id: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class ManifestBatch:
+    rows: list[Row]
+    rejects: list[Reject]
+
+
+def read_manifest(spec: JobSpec, batch_size: int = 10_000) -> Iterator[ManifestBatch]:
+    """Accepted rows and rejects of ``spec.manifest``, batch by batch (file checks happen first)."""
+    manifest = open_manifest(spec)
+    return (manifest.to_batch(frame) for frame in manifest.frames(batch_size))
+
+
+def open_manifest(spec: JobSpec) -> Manifest:
+    """Check ``spec.manifest`` as a whole; raises ``ManifestError`` for a file-level problem."""
+    lf = scan_table(spec.manifest)
+    columns = map_columns(spec, lf.collect_schema())
+    manifest = Manifest(spec, lf.rename(columns.renames), columns)
+    manifest.survey()
+    return manifest
+
+
+class Manifest:
+    """An opened manifest: its columns, total rows and duplicate ids; ``frames`` validates batches."""
+
+    def __init__(self, spec: JobSpec, lf: pl.LazyFrame, columns: ManifestColumns) -> None:
+        self.spec = spec
+        self.path = spec.manifest
+        self.columns = columns
+        self.total_rows = 0
+        self._lf = lf
+        self._dup_first: dict[Any, int] = {}
+        self._content_seen: dict[Any, tuple[str, int]] = {}
+        self._refs = RowReferences(spec)
+
+    @property
+    def passthrough(self) -> tuple[str, ...]:
+        return self.columns.passthrough
+
+    def _key_expr(self) -> pl.Expr:
+        """Duplicate key: the id itself, or a (same-process) hash of the whole row for content ids."""
+        if self.columns.has_id:
+            return pl.col("id").cast(pl.String).str.strip_chars()
+        return pl.struct(self.columns.present).hash()
+
+    def survey(self) -> None:
+        """One streaming pass: every column decoded (bad bytes surface now), models checked, dups found."""
+        exprs = [pl.col("_row"), self._key_expr().alias("_k")]
+        if self.columns.has_id:
+            exprs.append(pl.struct(self.columns.present).hash().alias("_touch"))
+        if "model" in self.columns.present:
+            exprs.append(pl.col("model").cast(pl.String).str.strip_chars().alias("model"))
+        with table_errors(self.path):
+            frame = self._lf.with_row_index("_row", offset=1).select(exprs).collect(engine="streaming")
+        self.total_rows = frame.height
+        if "model" in frame.columns:
+            self._check_models(frame)
+        dups = frame.filter(pl.col("_k").is_duplicated()).group_by("_k").agg(pl.col("_row").min())
+        self._dup_first = dict(zip(dups["_k"].to_list(), dups["_row"].to_list(), strict=True))
+
+    def _check_models(self, frame: pl.DataFrame) -> None:
+        known = model_profiles()
+        unknown = frame.filter(pl.col("model").is_not_null() & (pl.col("model") != ""))
+        unknown = unknown.filter(~pl.col("model").is_in(list(known)))
+        if unknown.height:
+            column = self.columns.source("model")
+            raise ManifestError(
+                self.path,
+                f"row {unknown['_row'][0]}: unknown model {unknown['model'][0]!r} in column {column!r} "
+                f"(known: {', '.join(sorted(known))})",
+            )
+
+    def frames(self, batch_size: int = 10_000) -> Iterator[pl.DataFrame]:
+        """Validated batches: ``_row, _id, _fp, _reason``, the request fields, ``_refs``, passthrough."""
+        batches = self._lf.with_row_index("_row", offset=1).collect_batches(chunk_size=batch_size)
+        while True:
+            with table_errors(self.path):
+                raw = next(batches, None)
+            if raw is None:
+                return
+            if raw.height:
+                yield self._validate(raw)
+
+    def _validate(self, raw: pl.DataFrame) -> pl.DataFrame:
+        present = self.columns.present
+        frame = raw.with_columns(self._id_expr(), _k=self._key_expr())
+        frame = frame.with_columns(resolve_exprs(present, self.spec.defaults))
+        frame = frame.with_columns(_reason=reason_expr(present, model_profiles()))
+        if not self.columns.has_id:
+            frame = frame.with_columns(hash_texts(frame["_id"], ID_LENGTH))
+        frame = frame.with_columns(_reason=pl.coalesce(pl.col("_reason"), self._id_reasons(frame)))
+        frame = self._refs.apply(frame)
+        fp = pl.when(pl.col("_reason").is_null()).then(fingerprint_text_expr(pl.col("_refkeys")))
+        frame = frame.with_columns(_fp=fp)
+        return frame.with_columns(hash_texts(frame["_fp"]))
+
+    def _id_expr(self) -> pl.Expr:
+        if self.columns.has_id:
+            return pl.col("id").cast(pl.String).str.strip_chars().replace("", None).alias("_id")
+        return self.columns.content_text_expr().alias("_id")
+
+    def _id_reasons(self, frame: pl.DataFrame) -> pl.Series:
+        """Empty ids and duplicates (the first row with an id keeps it; later ones are rejected)."""
+        reasons: list[str | None] = [None] * frame.height
+        ids = frame["_id"].to_list()
+        if self.columns.has_id:
+            for i, row_id in enumerate(ids):
+                if row_id is None:
+                    reasons[i] = "empty id"
+        if self._dup_first:
+            rows = frame["_row"].to_list()
+            for i, key in enumerate(frame["_k"].to_list()):
+                first = self._dup_first.get(key)
+                if first is not None and reasons[i] is None:
+                    reasons[i] = self._duplicate(key, ids[i], rows[i], first)
+        return pl.Series("_reason", reasons, dtype=pl.String)
+
+    def _duplicate(self, key: Any, row_id: str, row: int, first: int) -> str | None:
+        if self.columns.has_id:
+            return None if row == first else f"duplicate id {row_id!r} (first on row {first})"
+        seen = self._content_seen.get(key)
+        if seen is None or seen[0] != row_id:  # first occurrence, or a mere hash collision
+            self._content_seen[key] = (row_id, row)
+            return None
+        return f"duplicate row: same content as row {seen[1]}"
+
+    def to_batch(self, frame: pl.DataFrame) -> ManifestBatch:
+        """Row objects for the accepted rows of a validated frame, Rejects for the others."""
+        bad = frame.filter(pl.col("_reason").is_not_null())
+        rejects = [
+            Reject(n, i, r)
+            for n, i, r in zip(
+                bad["_row"].to_list(), bad["_id"].to_list(), bad["_reason"].to_list(), strict=True
+            )
+        ]
+        good = frame.filter(pl.col("_reason").is_null())
+        passthrough = good.select(self.passthrough).to_dicts() if self.passthrough else None
+        cols = [good[c].to_list() for c in _ROW_COLUMNS]
+        rows = []
+        for i, values in enumerate(zip(*cols, strict=True)):
+            n, row_id, fp, model, prompt, w, h, q, bg, fmt, k, refs = values
+            request = ImageRequest(model, prompt, w, h, q, bg, fmt, k, tuple(refs or ()))
+            rows.append(Row(n, row_id, fp, request, passthrough[i] if passthrough else {}))
+        return ManifestBatch(rows, rejects)
+
+
+_ROW_COLUMNS = (
+    "_row",
+    "_id",
+    "_fp",
+    "model",
+    "prompt",
+    "width",
+    "height",
+    "quality",
+    "background",
+    "output_format",
+    "number_results",
+    "_refs",
+)

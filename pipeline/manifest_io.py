@@ -1,0 +1,117 @@
+"""Opening manifest-like files (CSV, Parquet, JSON Lines) lazily with polars, with clear errors.
+
+Every problem with a file as a whole becomes a ``ManifestError`` naming the file and, for text formats,
+the line::
+
+    lf = scan_table(Path("jobs/demo.csv"))          # pl.LazyFrame; CSV columns are all strings
+    with table_errors(path):                        # polars/OS errors -> ManifestError
+        lf.collect()
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import ManifestError
+
+__all__ = ["FORMATS", "file_format", "scan_table", "table_errors"]
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def file_format(path: Path) -> str:
+    """``csv``, ``parquet`` or ``jsonl`` from the file's suffix."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ManifestError(path, f"unsupported file type {path.suffix!r} (use .csv, .parquet or .jsonl)")
+    return fmt
+
+
+def scan_table(path: Path) -> pl.LazyFrame:
+    """A lazy frame over ``path`` whose schema is known to be readable."""
+    fmt = file_format(path)
+    if not path.exists():
+        raise ManifestError(path, "no such file")
+    if not path.is_file():
+        raise ManifestError(path, "not a file")
+    with table_errors(path):
+        if fmt == "csv":
+            lf = pl.scan_csv(path, infer_schema=False, raise_if_empty=True)
+        elif fmt == "parquet":
+            lf = pl.scan_parquet(path)
+        else:
+            lf = pl.scan_ndjson(path, infer_schema_length=10_000)
+        lf.collect_schema()
+    return lf
+
+
+@contextmanager
+def table_errors(path: Path) -> Iterator[None]:
+    """Translate polars and OS errors about ``path`` into a ``ManifestError`` with a useful reason."""
+    try:
+        yield
+    except ManifestError:
+        raise
+    except pl.exceptions.NoDataError:
+        raise ManifestError(path, "the file is empty (not even a header line)") from None
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(path, _reason(path, exc)) from None
+
+
+def _reason(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt == "parquet":
+        return f"not a readable Parquet file (truncated or corrupt?): {detail}"
+    located = _locate_text_problem(path, fmt) if fmt else None
+    kind = "CSV" if fmt == "csv" else "JSON Lines"
+    return f"not a valid {kind} file: {located or detail}"
+
+
+def _locate_text_problem(path: Path, fmt: str) -> str | None:
+    """Find the first bad line of a text file (slow path, only after polars refused the file)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+    text = raw.decode("utf-8")
+    return _csv_problem(text) if fmt == "csv" else _jsonl_problem(text)
+
+
+def _csv_problem(text: str) -> str | None:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, [])
+        for fields in reader:
+            if len(fields) > len(header):
+                return f"line {reader.line_num} has {len(fields)} fields, the header has {len(header)}"
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc} (an unclosed quote?)"
+    return None
+
+
+def _jsonl_problem(text: str) -> str | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return f"line {number} is not valid JSON: {exc.msg} (column {exc.colno})"
+        if not isinstance(value, dict):
+            return f"line {number} is not a JSON object"
+    return None
