@@ -24,8 +24,11 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.profiles import model_profiles
+from pipeline.rows import REQUEST_FIELDS
 
 __all__ = [
+    "MANIFEST_FIELDS",
     "Defaults",
     "JobSpec",
     "LedgerSettings",
@@ -35,6 +38,9 @@ __all__ = [
     "load_job_spec",
     "parse_duration",
 ]
+
+# Manifest fields a [columns] entry may map to a differently named manifest column.
+MANIFEST_FIELDS = ("id", "prompt", "reference_images", "reference_set", *REQUEST_FIELDS)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -139,6 +145,19 @@ class JobSpec(_Section):
 
     _resolve_paths = field_validator("manifest", "reference_sets", "output_dir", mode="before")(_resolve)
 
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
+        for field, column in columns.items():
+            if field not in MANIFEST_FIELDS:
+                raise ValueError(f"unknown field {field!r}; fields: {', '.join(MANIFEST_FIELDS)}")
+            if not column.strip():
+                raise ValueError(f"columns.{field} is empty")
+        reused = {c for c in columns.values() if list(columns.values()).count(c) > 1}
+        if reused:
+            raise ValueError(f"column {sorted(reused)[0]!r} is mapped to more than one field")
+        return columns
+
     @property
     def out_dir(self) -> Path:
         """``output_dir``, or ``output/<name>`` relative to where the spec's ``jobs/`` folder lives."""
@@ -171,8 +190,34 @@ def load_job_spec(path: str | Path) -> JobSpec:
     if "spec_path" in raw:
         raise ConfigError(path, "spec_path", "unknown key")
     try:
-        return JobSpec.model_validate({**raw, "spec_path": spec_path}, context={"base_dir": spec_path.parent})
+        spec = JobSpec.model_validate({**raw, "spec_path": spec_path}, context={"base_dir": spec_path.parent})
     except ValidationError as exc:
         error = exc.errors()[0]
         reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(path, _error_key(error), reason) from exc
+    _check_defaults(path, spec.defaults)
+    return spec
+
+
+def _check_defaults(path: str | Path, defaults: Defaults) -> None:
+    """The defaults must suit the default model's profile (rows may still override them)."""
+    profiles = model_profiles()
+    profile = profiles.get(defaults.model)
+    if profile is None:
+        known = ", ".join(sorted(profiles))
+        raise ConfigError(path, "defaults.model", f"unknown model {defaults.model!r} (known: {known})")
+    checks = (
+        ("quality", defaults.quality, profile.qualities),
+        ("background", defaults.background, profile.backgrounds),
+        ("output_format", defaults.output_format, profile.output_formats),
+    )
+    for key, value, allowed in checks:
+        if value not in allowed:
+            reason = f"{value!r} is not allowed for {profile.id} (allowed: {', '.join(allowed)})"
+            raise ConfigError(path, f"defaults.{key}", reason)
+    if not profile.allows_size(defaults.width, defaults.height):
+        reason = f"size {defaults.width}x{defaults.height} is not allowed for {profile.id} "
+        raise ConfigError(path, "defaults.width", reason + f"(allowed: {', '.join(profile.sizes)})")
+    if defaults.number_results > profile.max_number_results:
+        reason = f"at most {profile.max_number_results} for {profile.id}"
+        raise ConfigError(path, "defaults.number_results", reason)

@@ -13,12 +13,9 @@ import polars as pl
 
 from pipeline.errors import ManifestError
 from pipeline.fingerprint import FIELD_SEP, REF_SEP
-from pipeline.jobspec import JobSpec
-from pipeline.rows import REQUEST_FIELDS
+from pipeline.jobspec import MANIFEST_FIELDS, JobSpec
 
 __all__ = ["MANIFEST_FIELDS", "ManifestColumns", "map_columns"]
-
-MANIFEST_FIELDS = ("id", "prompt", "reference_images", "reference_set", *REQUEST_FIELDS)
 
 
 @dataclass(frozen=True)
