@@ -194,7 +194,7 @@ def load_job_spec(path: str | Path) -> JobSpec:
     except ValidationError as exc:
         error = exc.errors()[0]
         reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        raise ConfigError(path, _error_key(error), reason) from exc
+        raise ConfigError(path, _error_key(error), reason.removeprefix("Value error, ")) from exc
     _check_defaults(path, spec.defaults)
     return spec
 

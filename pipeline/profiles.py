@@ -76,6 +76,9 @@ class ModelProfile(_Strict):
     unsupported_parameters: tuple[str, ...] = ()
     auto_priced_as: str = "high"
     shutdown_date: dt.date | None = None
+    typical_latency_s: float = Field(
+        20.0, gt=0, description="typical seconds per request, for `pipeline plan`'s time estimate"
+    )
     prices: dict[str, dict[str, Decimal]]
 
     @field_validator("sizes")
