@@ -227,9 +227,10 @@ def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | N
     unlisted = charges.filter(pl.col("kind") == "unlisted")
     if not unlisted.is_empty():
         requests = submitted_requests(source.ledger, unlisted["task_uuid"]).lazy()
-        fill = [c for c in requests.collect_schema() if c != "task_uuid"]
+        have = frame.collect_schema()
+        fill = [c for c in requests.collect_schema() if c != "task_uuid" and c in have]
         frame = frame.join(requests, on="task_uuid", how="left", suffix="_ledger").with_columns(
-            pl.coalesce(pl.col(c), pl.col(f"{c}_ledger")).alias(c) for c in fill if c in _BASE or c in DETAIL
+            pl.coalesce(pl.col(c), pl.col(f"{c}_ledger")).alias(c) for c in fill
         )
         spent = usd(int(unlisted["cost_nano"].sum()))
         notes.append(
@@ -249,7 +250,9 @@ def _reject_facts(source: Source, job: str | None) -> pl.LazyFrame | None:
     return rejects.with_columns(kind=pl.lit("rejected"), job=pl.lit(job, dtype=pl.String))
 
 
-def _source_facts(index: int, source: Source, extra: Sequence[str]) -> tuple[list[pl.LazyFrame], list[str]]:
+def _source_facts(
+    index: int, source: Source, extra: Sequence[str]
+) -> tuple[list[pl.LazyFrame], list[str], set[str]]:
     scan = _scan(source.results)
     schema = _schema(source.results, scan)
     table = _table_facts(scan, schema, extra)
@@ -266,7 +269,7 @@ def _source_facts(index: int, source: Source, extra: Sequence[str]) -> tuple[lis
     job = table.select(pl.col("job").drop_nulls().first()).collect().item()
     rejected = _reject_facts(source, job or source.results.parent.name)
     frames += [rejected] if rejected is not None else []
-    return [f.with_columns(source=pl.lit(index, dtype=pl.Int32)) for f in frames], notes
+    return [f.with_columns(source=pl.lit(index, dtype=pl.Int32)) for f in frames], notes, set(schema)
 
 
 def load_facts(
@@ -283,18 +286,18 @@ def load_facts(
     """
     frames: list[pl.LazyFrame] = []
     notes: list[str] = []
+    names: set[str] = set()
     for index, source in enumerate(sources):
-        more_frames, more_notes = _source_facts(index, source, by)
+        more_frames, more_notes, more_names = _source_facts(index, source, by)
         frames += more_frames
         notes += more_notes
+        names |= more_names
+    for key in by:
+        if key not in names and key not in DERIVED_KEYS:
+            available = ", ".join(sorted(names | set(DERIVED_KEYS)))
+            raise UsageError(f"--by {key}: no such column or key; available: {available}")
     frame = pl.concat(frames, how="diagonal_relaxed")
     columns = frozenset(frame.collect_schema())
-    for key in by:
-        if key not in columns and key not in DERIVED_KEYS:
-            available = sorted(
-                (columns - {"kind", "cost_nano", "estimate_nano", "source"}) | set(DERIVED_KEYS)
-            )
-            raise UsageError(f"--by {key}: no such column or key; available: {', '.join(available)}")
     if since is not None:
         frame = frame.filter(pl.col("completed_at") >= since)
     if until is not None:

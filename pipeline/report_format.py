@@ -44,12 +44,12 @@ def money6(value: Decimal) -> Decimal:
 
 
 def show_usd(value: Decimal | None) -> str:
-    """``$12.50``, ``$0.011``, ``-$0.004``: 2 to 6 decimals, no float on the way."""
+    """``$12.500``, ``$0.011``, ``-$0.0045``: 3 to 6 decimals, no float on the way."""
     if value is None:
         return "—"
     text = f"{abs(money6(value)):f}"
     whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0").ljust(2, "0")
+    frac = frac.rstrip("0").ljust(3, "0")
     return f"{'-' if value < 0 else ''}${int(whole):,}.{frac}"
 
 

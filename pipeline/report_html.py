@@ -77,10 +77,10 @@ def group_bars(report: Report) -> list[Bar]:
     bars = []
     for i, group in enumerate(groups):
         label = " / ".join("—" if v is None else str(v) for v in group.keys.values()) or "all"
-        w = float(group.stats.spend / top) * (_W - 260)
+        w = float(group.stats.spend / top) * (_W - 330)
         title = f"{label}: {show_usd(group.stats.spend)}, {group.stats.images} images"
-        waste = float(group.stats.wasted / top) * (_W - 260)
-        bars.append(Bar(x=180, y=8 + i * row, w=w, h=row - 8, label=label, title=title, waste_h=waste))
+        waste = float(group.stats.wasted / top) * (_W - 330)
+        bars.append(Bar(x=170, y=8 + i * row, w=w, h=row - 8, label=label, title=title, waste_h=waste))
     return bars
 
 
