@@ -1,17 +1,100 @@
-"""`pipeline sandbox`: placeholder until its issue lands (owned by its issue's work)."""
+"""`pipeline sandbox`: run the Runware-compatible sandbox server until Ctrl-C or SIGTERM.
+
+pipeline sandbox --port 8080 --latency uniform:100ms-2s --fault 429=0.1 --fault hang=0.01 --seed 7
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Any
 
+import anyio
+from pydantic import ValidationError
+
+from pipeline.cli._output import emit_json, err_console
 from pipeline.errors import UsageError
+from pipeline.sandbox import FAULT_KINDS, SandboxSettings, running_sandbox
+
+__all__ = ["build_settings", "parse_fault", "register"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser("sandbox", parents=[common], help="(not built yet)")
+    parser = subparsers.add_parser(
+        "sandbox", parents=[common], help="run the Runware-compatible sandbox server (faults on demand)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 = a free one; default 8080)")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the fault and latency draws")
+    parser.add_argument(
+        "--latency", default="0", help="0 | 300ms | uniform:100ms-2s | lognormal:800ms:0.5 (median:sigma)"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"inject a fault in this share of requests (0..1); KIND: {', '.join(FAULT_KINDS)}",
+    )
+    parser.add_argument("--capacity", type=int, default=None, help="429 past this many tasks in flight")
+    parser.add_argument(
+        "--balance", type=float, default=None, help="credit in USD; then 402 insufficientCredits"
+    )
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429-retry-after (s)")
     parser.set_defaults(func=_handle)
 
 
+def parse_fault(text: str) -> tuple[str, float]:
+    """``"429=0.1"`` -> ``("429", 0.1)``."""
+    kind, sep, rate = text.partition("=")
+    if not sep:
+        raise UsageError(f"--fault {text!r}: expected KIND=RATE, e.g. 429=0.1")
+    try:
+        return kind.strip(), float(rate)
+    except ValueError:
+        raise UsageError(f"--fault {text!r}: {rate!r} is not a number") from None
+
+
+def build_settings(args: argparse.Namespace) -> SandboxSettings:
+    """The settings the flags describe; a ``UsageError`` names the bad flag."""
+    faults = dict(parse_fault(text) for text in args.fault)
+    try:
+        return SandboxSettings(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            seed=args.seed,
+            latency=args.latency,
+            faults=faults,
+            capacity=args.capacity,
+            balance_usd=args.balance,
+            retry_after_s=args.retry_after,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_usd", "").replace("_s", "").replace("_", "-")
+        flag = "--fault" if flag == "--faults" else flag
+        raise UsageError(f"{flag}: {first['msg']}") from None
+
+
+async def _serve(settings: SandboxSettings, as_json: bool, quiet: bool) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with running_sandbox(settings) as sandbox:
+            if as_json:
+                emit_json({"url": sandbox.url, "base_url": sandbox.base_url})
+            else:
+                print(f"Runware sandbox listening on {sandbox.url}", flush=True)
+            if not quiet:
+                err_console().print(f"billing: {sandbox.base_url}/sandbox/billing  (Ctrl-C to stop)")
+            async for _ in signals:
+                break
+
+
 def _handle(args: argparse.Namespace) -> int:
-    raise UsageError("'pipeline sandbox' is not built yet")
+    settings = build_settings(args)
+    try:
+        anyio.run(_serve, settings, args.json, args.quiet, backend_options={"use_uvloop": True})
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    return 0
