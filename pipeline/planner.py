@@ -1,0 +1,204 @@
+"""`pipeline plan`: what a run would do, and what it would cost, without sending a request.
+
+    plan = build_plan(spec, today=dt.date(2026, 11, 23))   # reads manifest + ledger, writes rejects
+    plan.rows.new, plan.estimate_usd, plan.warnings
+
+Rows are classified against the ledger's row states with polars joins, batch by batch: ``done`` when
+their (id, fingerprint) succeeded, ``changed`` when the id has history under another fingerprint, ``new``
+otherwise (``failed`` and ``in_doubt`` count the new rows the ledger has seen fail or left in doubt).
+Formatting lives in ``plan_format``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.jobspec import JobSpec, Limits
+from pipeline.ledger import LEDGER_NAME, read_row_states
+from pipeline.manifest import Reject, open_manifest
+from pipeline.profiles import load_model_profile
+from pipeline.results import REJECTS_COLUMNS, REJECTS_NAME, write_frame
+
+__all__ = ["CostLine", "Plan", "RowCounts", "build_plan", "classify", "cost_lines", "time_estimate_s"]
+
+_GROUP = ("model", "quality", "width", "height")
+_SEND = ("new", "changed")
+_GROUP_SCHEMA = pl.Schema(
+    {
+        "model": pl.String,
+        "quality": pl.String,
+        "width": pl.Int64,
+        "height": pl.Int64,
+        "rows": pl.UInt32,
+        "images": pl.Int64,
+    }
+)
+_REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
+
+
+@dataclass
+class RowCounts:
+    total: int = 0
+    rejected: int = 0
+    new: int = 0
+    changed: int = 0
+    done: int = 0
+    failed: int = 0  # of the new rows: failed for good before (a run retries them)
+    in_doubt: int = 0  # of the new rows: left in doubt (a run reconciles them first)
+
+
+@dataclass(frozen=True)
+class CostLine:
+    model: str
+    quality: str
+    size: str
+    rows: int
+    images: int
+    usd: Decimal
+
+
+@dataclass
+class Plan:
+    job: str
+    manifest: Path
+    ledger: Path | None
+    rows: RowCounts
+    cost: list[CostLine]
+    time_s: float
+    warnings: list[str]
+    rejects: list[Reject]
+    rejects_path: Path
+    concurrency: int = 16
+
+    @property
+    def estimate_usd(self) -> Decimal:
+        return sum((line.usd for line in self.cost), Decimal(0))
+
+    @property
+    def images(self) -> int:
+        return sum(line.images for line in self.cost)
+
+
+def classify(accepted: pl.DataFrame, states: pl.DataFrame, ledger_ids: pl.Series) -> pl.DataFrame:
+    """Adds ``status`` (new/changed/done) and ``state`` (the ledger's, for this id and fingerprint)."""
+    joined = accepted.join(
+        states.rename({"id": "_id", "fingerprint": "_fp"}), on=["_id", "_fp"], how="left", nulls_equal=False
+    )
+    status = (
+        pl.when(pl.col("state") == "succeeded")
+        .then(pl.lit("done"))
+        .when(pl.col("state").is_null() & pl.col("_id").is_in(ledger_ids))
+        .then(pl.lit("changed"))
+        .otherwise(pl.lit("new"))
+    )
+    return joined.with_columns(status=status)
+
+
+def cost_lines(groups: pl.DataFrame) -> list[CostLine]:
+    """Price each (model, quality, width, height) group of rows to send from its model profile."""
+    lines = []
+    for model, quality, width, height, rows, images in groups.sort(list(_GROUP)).iter_rows():
+        price = load_model_profile(model).price_usd(quality, width, height)
+        lines.append(CostLine(model, quality, f"{width}x{height}", rows, images, price * images))
+    return lines
+
+
+def time_estimate_s(groups: pl.DataFrame, limits: Limits) -> float:
+    """Seconds to send the rows: concurrency over each model's typical latency, or the rate limits."""
+    by_model = groups.group_by("model").agg(pl.col("rows").sum()).iter_rows()
+    latency = {model: load_model_profile(model).typical_latency_s for model, rows in by_model if rows}
+    busy = sum(float(rows) * latency[model] for model, rows in groups.select("model", "rows").iter_rows())
+    requests = int(groups["rows"].sum()) if groups.height else 0
+    images = int(groups["images"].sum()) if groups.height else 0
+    # Never less than one request's latency: a window that is not full still waits for its answers.
+    seconds = max(busy / limits.concurrency, max(latency.values(), default=0.0))
+    if limits.requests_per_minute:
+        seconds = max(seconds, requests * 60 / limits.requests_per_minute)
+    if limits.images_per_minute:
+        seconds = max(seconds, images * 60 / limits.images_per_minute)
+    return seconds
+
+
+def plan_warnings(spec: JobSpec, models: set[str], estimate: Decimal, today: dt.date) -> list[str]:
+    warnings = []
+    for model in sorted(models):
+        if (text := load_model_profile(model).lifecycle_warning(today)) is not None:
+            warnings.append(text)
+    budget = spec.limits.budget_usd
+    if budget is not None and estimate > Decimal(str(budget)):
+        warnings.append(
+            f"the estimate (${estimate:,.4f}) is over budget_usd (${budget:,.2f}): "
+            "the run will stop at the budget with work left (exit 3)"
+        )
+    return warnings
+
+
+class _Tally:
+    """Folds validated manifest batches into counts, cost groups and rejects."""
+
+    def __init__(self, states: pl.DataFrame, shown_rejects: int) -> None:
+        self.states = states
+        self.ledger_ids = states["id"].unique()
+        self.rows = RowCounts()
+        self.groups: list[pl.DataFrame] = []
+        self.reject_frames: list[pl.DataFrame] = []
+        self.shown = shown_rejects
+        self.models: set[str] = set()
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.rows.total += frame.height
+        bad = frame.filter(pl.col("_reason").is_not_null())
+        if bad.height:
+            self.rows.rejected += bad.height
+            self.reject_frames.append(bad.select(row_number="_row", id="_id", reason="_reason"))
+        good = frame.filter(pl.col("_reason").is_null()).select("_id", "_fp", "number_results", *_GROUP)
+        classified = classify(good, self.states, self.ledger_ids)
+        for status, state, count in classified.group_by("status", "state").len().iter_rows():
+            setattr(self.rows, status, getattr(self.rows, status) + count)
+            if status == "new" and state in ("failed", "in_doubt"):
+                setattr(self.rows, state, getattr(self.rows, state) + count)
+        self.models.update(good["model"].unique().to_list())
+        send = classified.filter(pl.col("status").is_in(_SEND))
+        self.groups.append(send.group_by(_GROUP).agg(rows=pl.len(), images=pl.col("number_results").sum()))
+
+    def cost_groups(self) -> pl.DataFrame:
+        empty = pl.DataFrame(schema=_GROUP_SCHEMA)
+        frames = [g.cast(_GROUP_SCHEMA) for g in self.groups]
+        combined = pl.concat([empty, *frames])
+        return combined.group_by(_GROUP).agg(pl.col("rows").sum(), pl.col("images").sum())
+
+    def rejects(self) -> pl.DataFrame:
+        empty = pl.DataFrame(schema=_REJECTS_SCHEMA)
+        return pl.concat([empty, *(f.cast(_REJECTS_SCHEMA) for f in self.reject_frames)])
+
+
+def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown_rejects: int = 10) -> Plan:
+    """Validate the manifest, classify its rows against the ledger and estimate the run (no request)."""
+    manifest = open_manifest(spec)
+    ledger = spec.out_dir / LEDGER_NAME
+    states = read_row_states(ledger)
+    tally = _Tally(states, shown_rejects)
+    for frame in manifest.frames(batch_size):
+        tally.add(frame)
+    rejects = tally.rejects()
+    rejects_path = write_frame(rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), ())
+    groups = tally.cost_groups()
+    cost = cost_lines(groups)
+    estimate = sum((line.usd for line in cost), Decimal(0))
+    return Plan(
+        job=spec.name,
+        manifest=spec.manifest,
+        ledger=ledger if ledger.exists() else None,
+        rows=tally.rows,
+        cost=cost,
+        time_s=time_estimate_s(groups, spec.limits),
+        warnings=plan_warnings(spec, tally.models, estimate, today),
+        rejects=[Reject(*row) for row in rejects.head(shown_rejects).iter_rows()],
+        rejects_path=rejects_path,
+        concurrency=spec.limits.concurrency,
+    )
