@@ -99,7 +99,7 @@ def _csv_row(keys: list[Any], stats: Stats) -> list[str]:
 def to_csv(report: Report) -> str:
     """Header, one line per group, then a ``(total)`` line (money as exact 6-decimal strings)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; also makes csv quote cells holding CR
     writer.writerow([*report.by, *Stats().as_dict()])
     if report.by:
         for group in report.groups:
