@@ -186,7 +186,9 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
     for frame in manifest.frames(batch_size):
         tally.add(frame)
     rejects = tally.rejects()
-    rejects_path = write_frame(rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), ())
+    rejects_path = write_frame(
+        rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), spec.output.formats
+    )
     groups = tally.cost_groups()
     cost = cost_lines(groups)
     estimate = sum((line.usd for line in cost), Decimal(0))
