@@ -94,13 +94,18 @@ def _locate_text_problem(path: Path, fmt: str) -> str | None:
 
 def _csv_problem(text: str) -> str | None:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
     try:
         header = next(reader, [])
+        start = reader.line_num + 1
         for fields in reader:
             if len(fields) > len(header):
                 return f"line {reader.line_num} has {len(fields)} fields, the header has {len(header)}"
+            start = reader.line_num + 1
     except csv.Error as exc:
-        return f"line {reader.line_num}: {exc} (an unclosed quote?)"
+        if "end of data" in str(exc):
+            return f"the row starting on line {start} has an unclosed quote"
+        return f"line {reader.line_num}: {exc}"
     return None
 
 

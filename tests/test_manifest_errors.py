@@ -60,7 +60,11 @@ BAD_INPUTS = [
         "not a valid CSV file: line 3 has 3 fields, the header has 2",
         id="ragged CSV",
     ),
-    pytest.param(_job('id,prompt\na,"p\nb,q\n'), "not a valid CSV file: line", id="unclosed quote"),
+    pytest.param(
+        _job('id,prompt\na,"p\nb,q\n'),
+        "the row starting on line 2 has an unclosed quote",
+        id="unclosed quote",
+    ),
     pytest.param(_job(""), "the file is empty", id="empty CSV"),
     pytest.param(_job("id,text\na,p\n"), "no prompt column", id="no prompt column"),
     pytest.param(
