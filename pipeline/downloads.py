@@ -180,7 +180,7 @@ async def _stream_to(client: httpx.AsyncClient, url: str, f: IO[bytes], max_byte
     digest = hashlib.sha256()
     size = 0
     try:
-        async with client.stream("GET", url) as response:
+        async with client.stream("GET", url, follow_redirects=True) as response:
             _check_status(url, response)
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:

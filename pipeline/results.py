@@ -6,7 +6,7 @@
     status_summary(state, total=..., rejected=...)                 # the `pipeline status --json` shape
 
 Every write is atomic (temp file in the same folder, fsync, rename), so a reader never sees half a table.
-The functions block (a 100k-row table takes about a second): call them through ``anyio.to_thread``.
+The functions block (a 100k-row table takes a few seconds): call them through ``anyio.to_thread``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pipeline.jobspec import JobSpec
 
 __all__ = [
+    "REJECTS_COLUMNS",
     "REJECTS_NAME",
     "RESULTS_COLUMNS",
     "RESULTS_NAME",

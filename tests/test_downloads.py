@@ -16,7 +16,7 @@ import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.downloads import (
@@ -75,6 +75,10 @@ async def _unavailable(request: Request) -> Response:
     return Response("try later", status_code=503)
 
 
+async def _moved(request: Request) -> Response:
+    return RedirectResponse("/img/photo.jpg", status_code=302)
+
+
 async def _empty(request: Request) -> Response:
     return Response(b"", media_type="image/jpeg")
 
@@ -88,6 +92,7 @@ APP = Starlette(
         Route("/img/missing.jpg", _missing),
         Route("/img/unavailable.jpg", _unavailable),
         Route("/img/empty.jpg", _empty),
+        Route("/img/moved.jpg", _moved),
     ]
 )
 
@@ -133,6 +138,11 @@ class TestDownload:
         with Image.open(result.path) as image:
             assert image.size == (64, 48)
         assert listing(tmp_path / "images") == ["sku_0.jpg"]
+
+    async def test_redirect_is_followed(self, server: str, client: httpx.AsyncClient, tmp_path: Path) -> None:
+        """An image URL that redirects (a CDN) still downloads."""
+        result = await download_image(client, f"{server}/img/moved.jpg", tmp_path, "m.jpg", 10**6)
+        assert result.path.read_bytes() == PHOTO
 
     async def test_download_again_replaces_the_file(
         self, server: str, client: httpx.AsyncClient, tmp_path: Path
