@@ -1,0 +1,222 @@
+"""`pipeline plan`: counts against the ledger, cost and time estimates, warnings, rejects; sends nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from manifest_jobs import failed, load, read_all, submitted, succeeded, write_ledger
+
+from pipeline.cli import main
+from pipeline.cli._output import err_console
+from pipeline.jobspec import Limits, load_job_spec
+from pipeline.planner import build_plan, time_estimate_s
+
+REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+TODAY = dt.date(2026, 11, 23)
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> Path:
+    """A copy of the repo's jobs/ folder, so plans write under tmp_path/output."""
+    return Path(shutil.copytree(REPO_JOBS, tmp_path / "jobs"))
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("COLUMNS", "500")
+    err_console.cache_clear()
+    yield
+    err_console.cache_clear()
+
+
+def plan_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", *argv])
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+class TestExamples:
+    def test_demo_plan_json(self, jobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The demo plans 12 new rows, 13 images, $0.17 at list prices; stdout is one JSON object."""
+        code, out, _ = plan_cli(capsys, str(jobs / "demo.toml"), "--json")
+        assert code == 0
+        summary = json.loads(out)
+        assert out.count("\n") == 1
+        assert summary["rows"] == {
+            "total": 12, "rejected": 0, "new": 12, "changed": 0, "done": 0, "failed": 0, "in_doubt": 0
+        }  # fmt: skip
+        assert summary["images"] == 13
+        assert Decimal(str(summary["estimate_usd"])) == Decimal("0.170")
+        assert sum(Decimal(str(line["usd"])) for line in summary["estimate"]) == Decimal("0.170")
+        assert summary["time_estimate_s"] > 0
+        assert isinstance(summary["warnings"], list)
+        assert not (jobs.parent / "output" / "demo" / "ledger.jsonl").exists()
+
+    def test_demo_plan_text(self, jobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The human plan shows the counts, the cost table with its total and the time estimate."""
+        code, out, err = plan_cli(capsys, str(jobs / "demo.toml"))
+        assert code == 0
+        for text in ("Plan for job demo", "new", "Estimated cost", "1024x1536", "$0.1700", "Estimated time"):
+            assert text in out
+        assert "error" not in err
+
+    def test_rejects_example_lists_one_reject_per_reason(
+        self, jobs: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Exit 1; the first rejects on screen with their reasons; all of them in rejects.parquet."""
+        code, out, _ = plan_cli(capsys, str(jobs / "rejects.toml"))
+        assert code == 1
+        assert "row 3  id bad-size: size 2048x512 is not allowed" in out
+        path = jobs.parent / "output" / "rejects" / "rejects.parquet"
+        assert f"first 10 of 11; all in {path}" in out
+        rejects = pl.read_parquet(path)
+        assert rejects.columns == ["row_number", "id", "reason"]
+        assert rejects["id"].to_list() == [
+            "bad-size", "bad-quality", "bad-background", "bad-format", "too-many-refs", "missing-file",
+            "empty-prompt", "long-prompt", "ok-1", "unknown-set", "bad-number",
+        ]  # fmt: skip
+        assert rejects["row_number"].to_list() == list(range(3, 14))
+
+    def test_a_clean_plan_empties_an_old_rejects_file(self, tmp_path: Path) -> None:
+        """rejects.parquet always describes the current manifest."""
+        spec = load(tmp_path, "id,prompt\na,p\nb,\n")
+        build_plan(spec, TODAY)
+        assert pl.read_parquet(spec.out_dir / "rejects.parquet").height == 1
+        spec = load(tmp_path, "id,prompt\na,p\nb,q\n")
+        build_plan(spec, TODAY)
+        assert pl.read_parquet(spec.out_dir / "rejects.parquet").height == 0
+
+
+class TestLedger:
+    def test_rows_are_new_changed_or_done_by_id_and_fingerprint(self, tmp_path: Path) -> None:
+        """done: same (id, fingerprint) succeeded; changed: id seen under another fingerprint; else new."""
+        csv = "id,prompt\na,p1\nb,p2 edited\nc,p3\nd,p4\ne,p5\n"
+        rows = {r.id: r.fingerprint for r in read_all(load(tmp_path, csv)).rows}
+        old_b = "0" * 64
+        write_ledger(
+            tmp_path / "out",
+            [
+                submitted("a", rows["a"]), succeeded("a", rows["a"]),
+                submitted("b", old_b), succeeded("b", old_b),
+                submitted("c", rows["c"]), failed("c", rows["c"], retryable=False),
+                submitted("d", rows["d"]),
+                submitted("gone", "1" * 64), succeeded("gone", "1" * 64),
+            ],
+        )  # fmt: skip
+        plan = build_plan(load(tmp_path, csv), TODAY)
+        counts = plan.rows
+        assert (counts.total, counts.done, counts.changed, counts.new) == (5, 1, 1, 3)
+        assert (counts.failed, counts.in_doubt) == (1, 1)
+        assert plan.ledger == tmp_path / "out" / "ledger.jsonl"
+        assert plan.estimate_usd == Decimal("0.011") * 4  # new + changed rows only
+
+    def test_no_ledger_means_everything_is_new(self, tmp_path: Path) -> None:
+        plan = build_plan(load(tmp_path, "id,prompt\na,p\nb,q\n"), TODAY)
+        assert (plan.rows.new, plan.rows.done, plan.ledger) == (2, 0, None)
+
+    def test_after_a_run_everything_is_done_and_an_edit_is_changed(
+        self, jobs: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A real run of the demo on the embedded sandbox, then plan: 12 done; edit a prompt: 1 changed."""
+        with pytest.raises(SystemExit) as exited:
+            main(["run", str(jobs / "demo.toml"), "--quiet"])
+        assert exited.value.code == 0
+        capsys.readouterr()
+        _, out, _ = plan_cli(capsys, str(jobs / "demo.toml"), "--json")
+        assert json.loads(out)["rows"]["done"] == 12
+        manifest = jobs / "demo" / "catalog.csv"
+        manifest.write_text(manifest.read_text().replace("soft shadow", "long soft shadow"))
+        _, out, _ = plan_cli(capsys, str(jobs / "demo.toml"), "--json")
+        summary = json.loads(out)
+        assert (summary["rows"]["done"], summary["rows"]["changed"]) == (11, 1)
+        assert Decimal(str(summary["estimate_usd"])) == Decimal("0.011")
+
+
+class TestEstimates:
+    def test_cost_is_grouped_by_model_quality_and_size(self, tmp_path: Path) -> None:
+        """Each group is priced from its model profile, times the number of results."""
+        spec = load(
+            tmp_path,
+            "id,prompt,model,quality,width,height,number_results\n"
+            "a,p,,,,,\nb,p,,,,,3\nc,p,openai:1@1,high,1536,1024,\nd,p,,low,1024,1536,2\n",
+        )
+        plan = build_plan(spec, TODAY)
+        lines = {(c.model, c.quality, c.size): (c.rows, c.images, c.usd) for c in plan.cost}
+        assert lines == {
+            ("openai:1@2", "medium", "1024x1024"): (2, 4, Decimal("0.044")),
+            ("openai:1@1", "high", "1536x1024"): (1, 1, Decimal("0.25")),
+            ("openai:1@2", "low", "1024x1536"): (1, 2, Decimal("0.012")),
+        }
+        assert plan.estimate_usd == Decimal("0.306")
+        assert plan.images == 7
+
+    def test_time_follows_concurrency_latency_and_rate_limits(self, tmp_path: Path) -> None:
+        """Rows x typical latency / concurrency, never less than one request, slowed by rate limits."""
+        groups = pl.DataFrame(
+            {"model": ["openai:1@2"], "quality": ["medium"], "width": [1024], "height": [1024],
+             "rows": [160], "images": [320]}
+        )  # fmt: skip
+        assert time_estimate_s(groups, Limits(concurrency=16)) == pytest.approx(160 * 15 / 16)
+        assert time_estimate_s(groups.with_columns(rows=pl.lit(1)), Limits(concurrency=16)) == 15
+        assert time_estimate_s(groups, Limits(concurrency=16, requests_per_minute=10)) == 160 * 6
+        assert time_estimate_s(groups, Limits(concurrency=16, images_per_minute=32)) == 600
+
+    def test_the_mini_shutdown_is_warned_about(self, tmp_path: Path) -> None:
+        """openai:1@2 shuts down on 2026-12-01: warned 8 days before, not 6 months before."""
+        spec = load(tmp_path, "id,prompt\na,p\n")
+        (warning,) = build_plan(spec, TODAY).warnings
+        assert "shuts down on 2026-12-01, in 8 days" in warning
+        assert build_plan(spec, dt.date(2026, 6, 1)).warnings == []
+        assert "was shut down" in build_plan(spec, dt.date(2026, 12, 2)).warnings[0]
+
+    def test_no_lifecycle_warning_for_a_model_without_shutdown(self, tmp_path: Path) -> None:
+        spec = load(tmp_path, "id,prompt\na,p\n", spec='[defaults]\nmodel = "openai:1@1"\n')
+        assert build_plan(spec, TODAY).warnings == []
+
+    def test_an_estimate_over_budget_is_warned_about(self, tmp_path: Path) -> None:
+        spec = load(tmp_path, "id,prompt\na,p\nb,q\n", spec="[limits]\nbudget_usd = 0.01\n")
+        warnings = build_plan(spec, dt.date(2026, 1, 1)).warnings
+        assert warnings == [
+            "the estimate ($0.0220) is over budget_usd ($0.01): "
+            "the run will stop at the budget with work left (exit 3)"
+        ]
+
+
+class TestCli:
+    def test_json_carries_the_required_keys_and_rejects(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json: rows, estimate_usd, warnings, the first rejects and where the rest are."""
+        spec = load(tmp_path, "id,prompt,quality\na,p,\nb,p,ultra\n")
+        code, out, err = plan_cli(capsys, str(spec.spec_path), "--json")
+        summary = json.loads(out)
+        assert code == 1
+        assert {"rows", "estimate_usd", "warnings"} <= set(summary)
+        assert summary["rows"]["rejected"] == 1
+        assert summary["rejects"] == [{"row_number": 2, "id": "b", "reason": summary["rejects"][0]["reason"]}]
+        assert "unknown quality 'ultra'" in summary["rejects"][0]["reason"]
+        assert summary["rejects_path"] == str(tmp_path / "out" / "rejects.parquet")
+        assert err == ""
+
+    def test_a_missing_api_key_for_a_real_provider_is_a_warning(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Planning a runware job needs no key, but says `run` will."""
+        monkeypatch.delenv("RUNWARE_API_KEY", raising=False)
+        spec = load(tmp_path, "id,prompt\na,p\n", spec='[provider]\nprofile = "runware"\n')
+        _, out, _ = plan_cli(capsys, str(spec.spec_path), "--json")
+        assert any("RUNWARE_API_KEY is not set" in w for w in json.loads(out)["warnings"])
+
+    def test_load_job_spec_of_the_demo(self) -> None:
+        """The shipped demo spec is valid and reads its manifest relative to itself."""
+        spec = load_job_spec(REPO_JOBS / "demo.toml")
+        assert spec.manifest == REPO_JOBS / "demo" / "catalog.csv"
+        assert (spec.provider.profile, spec.output.download, spec.name) == ("sandbox", True, "demo")
