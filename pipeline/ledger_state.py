@@ -99,6 +99,7 @@ class LedgerState:
     downloaded: int = 0
     download_failures: int = 0
     duplicate_successes: int = 0  # rows paid for more than once (should stay 0)
+    _counts: Counter[str] = field(default_factory=Counter, repr=False)
 
     def row_state(self, id: str, fingerprint: str) -> str | None:
         """The row's state, or None if the ledger has never seen it."""
@@ -115,9 +116,14 @@ class LedgerState:
         return [r.submit for r in self.rows.values() if r.state == IN_DOUBT and r.submit is not None]
 
     def counts(self) -> dict[str, int]:
-        """Rows per state (every state present, zeros included)."""
-        counted = Counter(r.state for r in self.rows.values())
-        return {state: counted.get(state, 0) for state in ROW_STATES}
+        """Rows per state (every state present, zeros included). O(1): kept up to date by ``apply``."""
+        return {state: self._counts.get(state, 0) for state in ROW_STATES}
+
+    def _set_state(self, record: RowRecord, state: str) -> None:
+        counts = self._counts
+        counts[record.state] -= 1
+        counts[state] += 1
+        record.state = state
 
     def apply(self, event: Event) -> None:
         """Fold one more event into the state."""
@@ -130,6 +136,7 @@ class LedgerState:
         record = self.rows.get(key)
         if record is None:
             record = self.rows[key] = RowRecord(key)
+            self._counts[record.state] += 1
         return record
 
 
@@ -159,7 +166,7 @@ def _on_submitted(state: LedgerState, ev: SubmittedEvent) -> None:
     record.attempts += 1
     record.submit = ev
     if record.state != SUCCEEDED:
-        record.state = IN_DOUBT
+        state._set_state(record, IN_DOUBT)
     if ev.attempt > state.attempts.get(ev.fingerprint, 0):
         state.attempts[ev.fingerprint] = ev.attempt
 
@@ -171,7 +178,7 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
     if record.state == SUCCEEDED:
         state.duplicate_successes += 1
         return
-    record.state = SUCCEEDED
+    state._set_state(record, SUCCEEDED)
     record.images = len(ev.images)
     state.images += len(ev.images)
     fmt = submit.request.get("output_format") if submit and submit.task_uuid == ev.task_uuid else None
@@ -201,7 +208,7 @@ def _on_failed(state: LedgerState, ev: FailedEvent) -> None:
     record = state._record(ev.id, ev.fingerprint)
     record.submit = None
     if record.state != SUCCEEDED:
-        record.state = PENDING if ev.retryable else FAILED
+        state._set_state(record, PENDING if ev.retryable else FAILED)
 
 
 def _on_downloaded(state: LedgerState, ev: DownloadedEvent) -> None:
