@@ -72,6 +72,10 @@ def _api_key(tasks: list[Any], authorization: str | None) -> str | None:
     return None
 
 
+class SandboxClosing(Exception):
+    """The sandbox is shutting down before the task finished."""
+
+
 class Sandbox:
     """Settings, fault dice, billing, task store and images of one running sandbox."""
 
@@ -126,7 +130,10 @@ class Sandbox:
             return self._refusal(fault)
         if fault == "403":
             return error_answer(forbidden())
-        answer = await self._run_tasks(tasks)
+        try:
+            answer = await self._run_tasks(tasks)
+        except SandboxClosing:  # the task never finished: no answer, as when a real server goes down
+            return Answer(503, b'{"errors":[{"code":"serviceUnavailable"}]}', fault="drop")
         answer.fault = fault if fault in _AFTER else None
         return answer
 
@@ -226,10 +233,25 @@ class Sandbox:
             record.done.set()
 
     async def _results(self, record: TaskRecord, status: str | None = None) -> list[dict[str, Any]]:
-        if record.done is not None:
-            await record.done.wait()
+        if record.items is None:
+            await self._wait(record)
         assert record.items is not None
         return await self.images.deliver(record.task, record.items, status)
+
+    async def _wait(self, record: TaskRecord) -> None:
+        """Wait for the task to complete, unless the sandbox closes first."""
+        assert record.done is not None
+        async with anyio.create_task_group() as group:
+
+            async def on_close() -> None:
+                await self.closing.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(on_close)
+            await record.done.wait()
+            group.cancel_scope.cancel()
+        if record.items is None:
+            raise SandboxClosing
 
     async def _get_response(self, task_uuid: str) -> list[dict[str, Any]]:
         record = self.store.tasks.get(task_uuid)
