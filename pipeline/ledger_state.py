@@ -99,7 +99,7 @@ class LedgerState:
     downloaded: int = 0
     download_failures: int = 0
     duplicate_successes: int = 0  # rows paid for more than once (should stay 0)
-    _counts: Counter[str] = field(default_factory=Counter, repr=False)
+    _counts: Counter[str] = field(default_factory=Counter, init=False, repr=False)
 
     def row_state(self, id: str, fingerprint: str) -> str | None:
         """The row's state, or None if the ledger has never seen it."""
