@@ -137,6 +137,7 @@ class SandboxThread(AbstractContextManager["SandboxHandle"]):
         self.settings = settings or SandboxSettings()
         self._portal_cm: Any = None
         self._sandbox_cm: Any = None
+        self._handle: SandboxHandle | None = None
 
     def __enter__(self) -> SandboxHandle:
         self._portal_cm = start_blocking_portal("asyncio")
@@ -149,6 +150,7 @@ class SandboxThread(AbstractContextManager["SandboxHandle"]):
         except BaseException:
             self._portal_cm.__exit__(None, None, None)
             raise
+        self._handle = handle
         return handle
 
     def __exit__(
@@ -158,3 +160,5 @@ class SandboxThread(AbstractContextManager["SandboxHandle"]):
             self._sandbox_cm.__exit__(None, None, None)
         finally:
             self._portal_cm.__exit__(None, None, None)
+            if self._handle is not None:  # its loop is gone: read the final state directly
+                self._handle._portal = None
