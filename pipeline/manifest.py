@@ -143,19 +143,18 @@ class Manifest:
 
     def _id_reasons(self, frame: pl.DataFrame) -> pl.Series:
         """Empty ids and duplicates (the first row with an id keeps it; later ones are rejected)."""
-        reasons: list[str | None] = [None] * frame.height
-        ids = frame["_id"].to_list()
-        if self.columns.has_id:
-            for i, row_id in enumerate(ids):
-                if row_id is None:
-                    reasons[i] = "empty id"
-        if self._dup_first:
-            rows = frame["_row"].to_list()
-            for i, key in enumerate(frame["_k"].to_list()):
-                first = self._dup_first.get(key)
-                if first is not None and reasons[i] is None:
-                    reasons[i] = self._duplicate(key, ids[i], rows[i], first)
-        return pl.Series("_reason", reasons, dtype=pl.String)
+        empty = pl.lit("empty id") if self.columns.has_id else pl.lit(None, dtype=pl.String)
+        reasons = frame.select(pl.when(pl.col("_id").is_null()).then(empty).alias("_reason"))["_reason"]
+        if not self._dup_first:
+            return reasons
+        keys = pl.Series(list(self._dup_first), dtype=frame["_k"].dtype)
+        candidates = frame.with_row_index("_pos").filter(
+            pl.col("_k").is_in(keys.implode()) & reasons.is_null()
+        )
+        values = reasons.to_list()
+        for pos, key, row_id, row in candidates.select("_pos", "_k", "_id", "_row").iter_rows():
+            values[pos] = self._duplicate(key, row_id, row, self._dup_first[key])
+        return pl.Series("_reason", values, dtype=pl.String)
 
     def _duplicate(self, key: Any, row_id: str, row: int, first: int) -> str | None:
         if self.columns.has_id:
