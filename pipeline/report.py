@@ -462,5 +462,5 @@ def gallery(facts: Facts, limit: int) -> tuple[list[dict[str, Any]], int]:
     """The first ``limit`` images and failed rows (in completion order), and how many there are in all."""
     rows = facts.frame.filter(pl.col("kind").is_in(["image", "failed"]))
     count = int(_collect(rows.select(pl.len())).item())
-    picked = _collect(rows.sort("completed_at", nulls_last=True).head(limit))
+    picked = _collect(rows.bottom_k(limit, by="completed_at").sort("completed_at", nulls_last=True))
     return picked.to_dicts(), count

@@ -87,23 +87,68 @@ def _by_lines(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
                 break
             raise LedgerReadError(f"{path}: line {number}: not valid JSON ({exc})") from exc
         if isinstance(record, dict):
-            records.append({key: record.get(key) for key in schema})
+            records.append({key: record.get(key) for key in schema} | {"seq": number})
     try:
-        return pl.DataFrame(records, schema=schema, strict=False)
+        return pl.DataFrame(records, schema={**schema, "seq": pl.Int64()}, strict=False)
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         raise LedgerReadError(f"{path}: unexpected field types ({exc})") from exc
 
 
-def _read(path: Path, schema: dict[str, pl.DataType], events: tuple[str, ...]) -> pl.DataFrame:
-    """The fields in ``schema`` of every event of a kind in ``events`` (fast path: polars)."""
+def _lines(path: Path) -> pl.DataFrame | None:
+    """Every complete line as text (``seq``, ``line``); None when a line other than the last is not an
+    object (the slow reader then names it). Polars reads a file of one text column much faster than JSON.
+    """
+    data = _complete_bytes(path)
+    if data == b"":
+        return pl.DataFrame(schema={"seq": pl.Int64(), "line": pl.String()})
     try:
-        data = _complete_bytes(path)
-        frame = pl.read_ndjson(path if data is None else data, schema=schema) if data != b"" else None
+        lines = pl.read_csv(
+            path if data is None else data,
+            has_header=False,
+            separator="\x01",  # never raw in JSON text: each line is one field
+            quote_char=None,
+            schema={"line": pl.String()},
+        )
     except pl.exceptions.PolarsError:
-        frame = _by_lines(path, schema)
+        return None
+    lines = lines.with_row_index("seq", offset=1).with_columns(pl.col("seq").cast(pl.Int64()))
+    text = pl.col("line")  # null for an empty line
+    bad = lines.filter(text.is_not_null() & ~(text.str.starts_with("{") & text.str.ends_with("}")))
+    if bad.height > 1 or (bad.height == 1 and bad["seq"][0] != lines.height):
+        return None
+    return lines.filter(~pl.col("seq").is_in(bad["seq"].implode()) & text.is_not_null())
+
+
+def _read(
+    path: Path,
+    schema: dict[str, pl.DataType],
+    events: tuple[str, ...],
+    *,
+    exclude: pl.Series | None = None,
+    include: pl.Series | None = None,
+) -> pl.DataFrame:
+    """``seq`` and the fields in ``schema`` of the events of a kind in ``events``, leaving out the task
+    UUIDs in ``exclude`` / keeping only those in ``include`` before any JSON is decoded."""
+    lines = _lines(path)
+    frame = None
+    if lines is not None:
+        kinds = "|".join(events)
+        lines = lines.filter(pl.col("line").str.contains(rf'"event"\s*:\s*"({kinds})"'))
+        task = pl.col("line").str.extract(r'"task_uuid"\s*:\s*"([^"\\]*)"', 1)
+        if exclude is not None:
+            lines = lines.filter(~task.is_in(exclude.implode()).fill_null(False))
+        if include is not None:
+            lines = lines.filter(task.is_in(include.implode()).fill_null(False))
+        try:
+            decoded = pl.col("line").str.json_decode(pl.Struct(schema)).struct.unnest()
+            frame = lines.select("seq", decoded)
+        except pl.exceptions.PolarsError:
+            frame = None
     if frame is None:
-        return pl.DataFrame(schema=schema)
-    return frame.filter(pl.col("event").is_in(events)).with_row_index("seq")
+        frame = _by_lines(path, schema)
+        frame = frame.filter(pl.col("task_uuid").is_in(include.implode())) if include is not None else frame
+        frame = frame.filter(~pl.col("task_uuid").is_in(exclude.implode())) if exclude is not None else frame
+    return frame.filter(pl.col("event").is_in(events))
 
 
 def _event_cost() -> pl.Expr:
@@ -119,9 +164,10 @@ def ledger_charges(path: Path, results: pl.DataFrame) -> pl.DataFrame:
     ``results`` needs ``id, fingerprint, status, task_uuid``. Returns ``id, fingerprint, task_uuid, run_id,
     completed_at, cost_nano, kind`` with kind ``waste`` or ``unlisted``.
     """
-    events = _read(path, _SCHEMA, ("succeeded", "failed"))
-    listed = results.select("task_uuid").unique()
-    charges = events.join(listed, on="task_uuid", how="anti").with_columns(cost_nano=_event_cost())
+    listed = results["task_uuid"].drop_nulls().unique()
+    charges = _read(path, _SCHEMA, ("succeeded", "failed"), exclude=listed).with_columns(
+        cost_nano=_event_cost()
+    )
     charges = charges.filter((pl.col("event") == "succeeded") | (pl.col("cost_nano").fill_null(0) > 0))
     kept = results.filter(pl.col("status") == "succeeded").select("id", "fingerprint").unique()
     kept = kept.with_columns(kept=pl.lit(True))
@@ -143,6 +189,5 @@ def ledger_charges(path: Path, results: pl.DataFrame) -> pl.DataFrame:
 
 def submitted_requests(path: Path, task_uuids: pl.Series) -> pl.DataFrame:
     """``task_uuid`` and the request fields of the ``submitted`` events of ``task_uuids``."""
-    events = _read(path, _REQUEST_SCHEMA, ("submitted",))
-    wanted = events.filter(pl.col("task_uuid").is_in(task_uuids.implode()))
+    wanted = _read(path, _REQUEST_SCHEMA, ("submitted",), include=task_uuids)
     return wanted.unique("task_uuid", keep="last").select("task_uuid", pl.col("request").struct.unnest())

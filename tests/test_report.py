@@ -260,3 +260,24 @@ class TestChartsData:
         write_rejects(tmp_path / "j", [(2, None, "empty prompt")])
         assert report_of(tmp_path / "j").total.rows_rejected == 1
         assert json.dumps(str(report_of(tmp_path / "j").total.spend)) == '"0.011000000"'
+
+
+class TestLedgerFormats:
+    def _compact(self, out: Path, newline: str = "\n", blank: bool = False) -> None:
+        events = [
+            succeeded_event("a", "task-a-s", [0.011], at(20)),
+            submitted_event("a", "dup", at(20)),
+            succeeded_event("a", "dup", [0.011], at(20)),
+        ]
+        lines = [json.dumps(e, separators=(",", ":")) for e in events]
+        if blank:
+            lines.insert(1, "")
+        (out / "ledger.jsonl").write_text(newline.join(lines) + newline)
+
+    @pytest.mark.parametrize(("newline", "blank"), [("\n", False), ("\r\n", False), ("\n", True)])
+    def test_compact_crlf_and_blank_lines(self, tmp_path: Path, newline: str, blank: bool) -> None:
+        """The writer's compact JSON, CRLF line ends and a blank line all read the same."""
+        write_results(tmp_path / "j", [result_row("a")])
+        self._compact(tmp_path / "j", newline, blank)
+        total = report_of(tmp_path / "j").total
+        assert (total.spend, total.wasted) == (Decimal("0.022"), Decimal("0.011"))
