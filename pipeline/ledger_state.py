@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -192,16 +193,30 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
 
 def _event_cost(ev: SucceededEvent) -> Decimal:
     """Exact sum of the images' costs (a float total may carry rounding); the total if none has one."""
-    if all(image.cost_usd is None for image in ev.images):
-        return money(ev.cost_usd)
-    return sum((money(image.cost_usd) for image in ev.images), Decimal(0))
+    costs = [image.cost_usd for image in ev.images if image.cost_usd is not None]
+    if not costs:
+        return _money(ev.cost_usd)
+    if len(costs) == 1:
+        return _money(costs[0])
+    return sum(map(_money, costs), Decimal(0))
+
+
+@lru_cache(maxsize=4096)
+def _money(value: float | None) -> Decimal:
+    """``money`` memoised: a job bills the same few prices over and over."""
+    return money(value)
 
 
 def _extension(output_format: object, url: str) -> str:
     if isinstance(output_format, str) and output_format:
-        return "jpg" if output_format.upper() in ("JPG", "JPEG") else output_format.lower()
+        return _format_extension(output_format)
     suffix = urlsplit(url).path.rsplit("/", 1)[-1].rpartition(".")[2].lower()
     return suffix if suffix.isalnum() and 0 < len(suffix) <= 5 else "bin"
+
+
+@lru_cache(maxsize=64)
+def _format_extension(output_format: str) -> str:
+    return "jpg" if output_format.upper() in ("JPG", "JPEG") else output_format.lower()
 
 
 def _on_failed(state: LedgerState, ev: FailedEvent) -> None:
