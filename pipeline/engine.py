@@ -59,7 +59,7 @@ class EngineHooks:
     clock: Clock = anyio.current_time
     sleep: Sleep | None = None  # default: anyio.sleep, cut short when dispatching stops
     backoff: Backoff = field(default_factory=Backoff)
-    poll: Poll = field(default_factory=Poll)
+    poll: Poll | None = None  # default: give up on a silent task after 2 * request_timeout_s + 60 s
     delivery: str = "sync"
     settings_key: str = "openai"
     queue_size: int = 256
@@ -115,6 +115,7 @@ class Engine:
     ) -> None:
         self.spec = spec
         self.hooks = hooks or EngineHooks()
+        self._poll = self.hooks.poll or Poll(give_up_after=2 * spec.limits.request_timeout_s + 60)
         self._client = client
         self.fetcher = fetcher
         self._ledger = ledger
@@ -355,7 +356,7 @@ class Engine:
                 task["taskUUID"],
                 row.request.number_results,
                 resubmit,
-                poll=self.hooks.poll,
+                poll=self._poll,
                 clock=self.hooks.clock,
                 sleep=anyio.sleep,
             )

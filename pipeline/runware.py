@@ -51,11 +51,18 @@ __all__ = [
 ]
 
 
-def transport_error(exc: httpx.HTTPError) -> InDoubtError:
-    """A transport failure (timeout, dropped connection, protocol error): the task is in doubt."""
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def transport_error(exc: httpx.HTTPError) -> TransientProviderError:
+    """A transport failure. Before the request left (no connection): a plain transient refusal.
+    After (timeout, dropped connection, protocol error): the task is in doubt."""
     name = type(exc).__name__
+    message = f"{name}: {exc}" if str(exc) else name
+    if isinstance(exc, _NEVER_SENT):
+        return TransientProviderError(message=message, code="connectError")
     code = "timeout" if isinstance(exc, httpx.TimeoutException) else "connectionError"
-    return InDoubtError(message=f"{name}: {exc}" if str(exc) else name, code=code)
+    return InDoubtError(message=message, code=code)
 
 
 _VERDICT = (None, 200, 400)  # statuses of an errors envelope that reports a task's failure

@@ -133,8 +133,10 @@ class TestAnswers:
         items = [
             {"taskUUID": "t", "status": "error", "error": {"code": "contentModeration", "message": "no"}}
         ]
-        with pytest.raises(PermanentProviderError, match="no"):
-            task_status(items, "t", 1)
+        status = task_status(items, "t", 1)
+        assert status.state == "error"
+        assert isinstance(status.error, PermanentProviderError)
+        assert status.error.code == "contentModeration"
 
     def test_retry_after_header(self) -> None:
         """Retry-After is carried on the error (seconds or HTTP date)."""
@@ -164,10 +166,9 @@ class TestTransport:
         "exc",
         [
             httpx.ReadTimeout("slow"),
-            httpx.ConnectTimeout("slow"),
+            httpx.WriteTimeout("slow"),
             httpx.RemoteProtocolError("dropped"),
             httpx.ReadError("reset"),
-            httpx.ConnectError("refused"),
             httpx.WriteError("broken"),
         ],
     )
@@ -183,15 +184,29 @@ class TestTransport:
                 await client.infer({"taskUUID": "t"})
         assert isinstance(info.value, TransientError)
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow")])
+    async def test_never_sent_is_a_plain_refusal(self, exc: httpx.HTTPError) -> None:
+        """No connection, so no request: transient, and nothing in doubt."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            raise exc
+
+        client, http = _client(handler)
+        async with http:
+            with pytest.raises(TransientProviderError) as info:
+                await client.infer({"taskUUID": "t"})
+        assert not isinstance(info.value, InDoubtError)
+
     def test_every_httpx_error_maps(self) -> None:
-        """Every httpx transport error class maps to InDoubtError."""
+        """Every httpx transport error class maps to a transient error."""
         classes = [c for c in vars(httpx).values() if isinstance(c, type) and issubclass(c, httpx.HTTPError)]
         for cls in classes:
             try:
                 exc = cls("x")
             except TypeError:
                 continue
-            assert isinstance(transport_error(exc), InDoubtError)
+            assert isinstance(transport_error(exc), TransientProviderError)
 
     @pytest.mark.anyio
     async def test_api_key_never_in_errors(self) -> None:
