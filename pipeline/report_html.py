@@ -52,13 +52,14 @@ def time_bars(points: list[tuple[str, Decimal, Decimal]]) -> list[Bar]:
     """Vertical bars, one per time bucket; the wasted part is drawn over the bottom of the bar."""
     if not points:
         return []
-    top, slot = _scale([s for _, s, _ in points]), (_W - 2 * _PAD) / len(points)
+    top, slot = _scale([s for _, s, _ in points]), min((_W - 2 * _PAD) / len(points), 60.0)
+    left = (_W - slot * len(points)) / 2  # few buckets: narrow bars, centred
     bars = []
     for i, (label, spend, wasted) in enumerate(points):
         h = float(spend / top) * (_H - 2 * _PAD)
         bars.append(
             Bar(
-                x=_PAD + i * slot + slot * 0.1,
+                x=left + i * slot + slot * 0.1,
                 y=_H - _PAD - h,
                 w=max(slot * 0.8, 1.0),
                 h=h,
@@ -78,7 +79,8 @@ def group_bars(report: Report) -> list[Bar]:
     for i, group in enumerate(groups):
         label = " / ".join("—" if v is None else str(v) for v in group.keys.values()) or "all"
         w = float(group.stats.spend / top) * (_W - 330)
-        title = f"{label}: {show_usd(group.stats.spend)}, {group.stats.images} images"
+        images = group.stats.images
+        title = f"{label}: {show_usd(group.stats.spend)}, {images} image{'' if images == 1 else 's'}"
         waste = float(group.stats.wasted / top) * (_W - 330)
         bars.append(Bar(x=170, y=8 + i * row, w=w, h=row - 8, label=label, title=title, waste_h=waste))
     return bars
