@@ -39,6 +39,17 @@ _GROUP_SCHEMA = pl.Schema(
     }
 )
 _REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
+_ACCEPTED = pl.Schema(
+    {
+        "_id": pl.String,
+        "_fp": pl.String,
+        "model": pl.String,
+        "quality": pl.String,
+        "width": pl.Int64,
+        "height": pl.Int64,
+        "number_results": pl.Int64,
+    }
+)
 
 
 @dataclass
@@ -84,19 +95,22 @@ class Plan:
         return sum(line.images for line in self.cost)
 
 
-def classify(accepted: pl.DataFrame, states: pl.DataFrame, ledger_ids: pl.Series) -> pl.DataFrame:
-    """Adds ``status`` (new/changed/done) and ``state`` (the ledger's, for this id and fingerprint)."""
-    joined = accepted.join(
-        states.rename({"id": "_id", "fingerprint": "_fp"}), on=["_id", "_fp"], how="left", nulls_equal=False
-    )
+def classify(accepted: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
+    """Adds ``status`` (new/changed/done) and ``state`` (the ledger's, for this id and fingerprint).
+
+    Two hash joins however large the ledger: on (id, fingerprint) for the state, on id for history.
+    """
+    keyed = states.select(_id="id", _fp="fingerprint", state="state")
+    seen = states.select(_id="id").unique().with_columns(_seen=pl.lit(True))
+    joined = accepted.join(keyed, on=["_id", "_fp"], how="left").join(seen, on="_id", how="left")
     status = (
         pl.when(pl.col("state") == "succeeded")
         .then(pl.lit("done"))
-        .when(pl.col("state").is_null() & pl.col("_id").is_in(ledger_ids))
+        .when(pl.col("state").is_null() & pl.col("_seen").fill_null(False))
         .then(pl.lit("changed"))
         .otherwise(pl.lit("new"))
     )
-    return joined.with_columns(status=status)
+    return joined.with_columns(status=status).drop("_seen")
 
 
 def cost_lines(groups: pl.DataFrame) -> list[CostLine]:
@@ -116,7 +130,7 @@ def time_estimate_s(groups: pl.DataFrame, limits: Limits) -> float:
     requests = int(groups["rows"].sum()) if groups.height else 0
     images = int(groups["images"].sum()) if groups.height else 0
     # Never less than one request's latency: a window that is not full still waits for its answers.
-    seconds = max(busy / limits.concurrency, max(latency.values(), default=0.0))
+    seconds: float = max(busy / limits.concurrency, max(latency.values(), default=0.0))
     if limits.requests_per_minute:
         seconds = max(seconds, requests * 60 / limits.requests_per_minute)
     if limits.images_per_minute:
@@ -139,42 +153,38 @@ def plan_warnings(spec: JobSpec, models: set[str], estimate: Decimal, today: dt.
 
 
 class _Tally:
-    """Folds validated manifest batches into counts, cost groups and rejects."""
+    """Folds validated manifest batches into compact accepted rows and rejects, then classifies once."""
 
-    def __init__(self, states: pl.DataFrame, shown_rejects: int) -> None:
-        self.states = states
-        self.ledger_ids = states["id"].unique()
-        self.rows = RowCounts()
-        self.groups: list[pl.DataFrame] = []
+    def __init__(self) -> None:
+        self.total = 0
+        self.accepted: list[pl.DataFrame] = []
         self.reject_frames: list[pl.DataFrame] = []
-        self.shown = shown_rejects
-        self.models: set[str] = set()
 
     def add(self, frame: pl.DataFrame) -> None:
-        self.rows.total += frame.height
+        self.total += frame.height
         bad = frame.filter(pl.col("_reason").is_not_null())
         if bad.height:
-            self.rows.rejected += bad.height
             self.reject_frames.append(bad.select(row_number="_row", id="_id", reason="_reason"))
-        good = frame.filter(pl.col("_reason").is_null()).select("_id", "_fp", "number_results", *_GROUP)
-        classified = classify(good, self.states, self.ledger_ids)
-        for status, state, count in classified.group_by("status", "state").len().iter_rows():
-            setattr(self.rows, status, getattr(self.rows, status) + count)
-            if status == "new" and state in ("failed", "in_doubt"):
-                setattr(self.rows, state, getattr(self.rows, state) + count)
-        self.models.update(good["model"].unique().to_list())
-        send = classified.filter(pl.col("status").is_in(_SEND))
-        self.groups.append(send.group_by(_GROUP).agg(rows=pl.len(), images=pl.col("number_results").sum()))
-
-    def cost_groups(self) -> pl.DataFrame:
-        empty = pl.DataFrame(schema=_GROUP_SCHEMA)
-        frames = [g.cast(_GROUP_SCHEMA) for g in self.groups]
-        combined = pl.concat([empty, *frames])
-        return combined.group_by(_GROUP).agg(pl.col("rows").sum(), pl.col("images").sum())
+        good = frame.filter(pl.col("_reason").is_null())
+        self.accepted.append(good.select(list(_ACCEPTED)).cast(_ACCEPTED))
 
     def rejects(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema=_REJECTS_SCHEMA)
         return pl.concat([empty, *(f.cast(_REJECTS_SCHEMA) for f in self.reject_frames)])
+
+    def finish(self, states: pl.DataFrame, rejected: int) -> tuple[RowCounts, pl.DataFrame, set[str]]:
+        """Row counts, cost groups of the rows to send, and the models in use."""
+        accepted = pl.concat([pl.DataFrame(schema=_ACCEPTED), *self.accepted], rechunk=False)
+        self.accepted.clear()
+        classified = classify(accepted, states)
+        counts = RowCounts(total=self.total, rejected=rejected)
+        for status, state, count in classified.group_by("status", "state").len().iter_rows():
+            setattr(counts, status, getattr(counts, status) + count)
+            if status == "new" and state in ("failed", "in_doubt"):
+                setattr(counts, state, getattr(counts, state) + count)
+        send = classified.filter(pl.col("status").is_in(_SEND))
+        groups = send.group_by(_GROUP).agg(rows=pl.len(), images=pl.col("number_results").sum())
+        return counts, groups.cast(_GROUP_SCHEMA), set(accepted["model"].unique().to_list())
 
 
 def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown_rejects: int = 10) -> Plan:
@@ -182,24 +192,24 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
     manifest = open_manifest(spec)
     ledger = spec.out_dir / LEDGER_NAME
     states = read_row_states(ledger)
-    tally = _Tally(states, shown_rejects)
+    tally = _Tally()
     for frame in manifest.frames(batch_size):
         tally.add(frame)
     rejects = tally.rejects()
+    counts, groups, models = tally.finish(states, rejects.height)
     rejects_path = write_frame(
         rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), spec.output.formats
     )
-    groups = tally.cost_groups()
     cost = cost_lines(groups)
     estimate = sum((line.usd for line in cost), Decimal(0))
     return Plan(
         job=spec.name,
         manifest=spec.manifest,
         ledger=ledger if ledger.exists() else None,
-        rows=tally.rows,
+        rows=counts,
         cost=cost,
         time_s=time_estimate_s(groups, spec.limits),
-        warnings=plan_warnings(spec, tally.models, estimate, today),
+        warnings=plan_warnings(spec, models, estimate, today),
         rejects=[Reject(*row) for row in rejects.head(shown_rejects).iter_rows()],
         rejects_path=rejects_path,
         concurrency=spec.limits.concurrency,
