@@ -5,8 +5,8 @@
     event_from_dict(json.loads(line))     # == ev
 
 Events are plain slotted dataclasses (not frozen, for speed on million-line ledgers): treat them as
-immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum them exactly with
-``Decimal(str(x))``. ``pipeline.ledger`` re-exports every name here.
+immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum
+them exactly with ``Decimal(str(x))``. ``pipeline.ledger`` re-exports every name here.
 """
 
 from __future__ import annotations
