@@ -132,7 +132,7 @@ class Engine:
         self.tally.spent_usd = state.spent_usd
         self._uploader = ReferenceUploader(client, state.uploads, self.record, upload=self._upload)
         self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
-        self._stopped = anyio.Event()
+        self._halted = anyio.Event()
         self.outcome = Outcome()
         self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
 
@@ -140,22 +140,30 @@ class Engine:
 
     @property
     def stopping(self) -> bool:
-        return self._stopped.is_set()
+        """No new row is dispatched (budget, runtime, provider, signal)."""
+        return self.outcome.stop is not None
+
+    @property
+    def halted(self) -> bool:
+        """Nothing new is sent at all, not even rows already dispatched (all but a budget stop)."""
+        return self._halted.is_set()
 
     def stop(self, reason: Stop, error: FatalProviderError | None = None) -> None:
-        """Stop dispatching (the first reason wins); in-flight work drains."""
-        if not self.stopping:
+        """Stop dispatching; in-flight work drains. A budget stop lets rows already reserved go on;
+        any other reason halts every new send, and outranks a budget stop for the exit code."""
+        if self.outcome.stop is None or (self.outcome.stop is Stop.BUDGET and reason is not Stop.BUDGET):
             self.outcome.stop = reason
             self.outcome.fatal = error
-            self._stopped.set()
+        if reason is not Stop.BUDGET:
+            self._halted.set()
 
     async def _nap(self, seconds: float) -> None:
-        """A sleep that ends early when dispatching stops."""
+        """A sleep that ends early when the run halts."""
         if self.hooks.sleep is not None:
             await self.hooks.sleep(seconds)
             return
         with anyio.move_on_after(seconds):
-            await self._stopped.wait()
+            await self._halted.wait()
 
     def record(self, event: Any) -> None:
         """Append to the ledger (flushed on return) and fold into the state."""
@@ -263,7 +271,7 @@ class Engine:
         policy = retry_policy(max_attempts, backoff=self.hooks.backoff, sleep=self._nap)
         async for attempt in policy:
             with attempt:
-                if self.stopping:
+                if self.halted:
                     raise _Stopped
                 last = attempt.retry_state.attempt_number >= max_attempts
                 await self._verdict(row, None, reserved, send_first=True, last=last)
@@ -273,7 +281,7 @@ class Engine:
         await self._requests.acquire()
         await self._images.acquire(request.number_results)
         self._check_deadline()
-        if self.stopping:
+        if self.halted:
             raise _Stopped
 
     def _check_deadline(self) -> None:
@@ -299,7 +307,7 @@ class Engine:
         )
         try:
             async with self.window.slot() as slot:
-                if send_first and self.stopping:
+                if send_first and self.halted:
                     raise _Stopped  # stopped while waiting for a place in the window
                 try:
                     images = await self._send(row, task, reserved) if send_first else []
