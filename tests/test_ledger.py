@@ -485,3 +485,42 @@ class TestRowStates:
         """No ledger yet: every row is new."""
         frame = read_row_states(ledger)
         assert frame.height == 0 and frame.columns == ["id", "fingerprint", "state"]
+
+
+WRITER = """
+import sys
+from pipeline.ledger import LedgerWriter, RunEvent
+with LedgerWriter(sys.argv[1], job="demo", fsync="group", group_commit_ms=5) as ledger:
+    for i in range(10**9):
+        ledger.append(RunEvent(run_id=f"run-{i}-" + "x" * 2000))
+        if i == 200:
+            print("going", flush=True)
+"""
+
+
+class TestKill:
+    def test_sigkill_mid_run_leaves_a_usable_ledger(self, ledger: Path) -> None:
+        """kill -9 while appending: every complete line reads back and the next run appends cleanly."""
+        import signal
+        import subprocess
+        import sys
+
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(ledger)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "going"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+        before = sum(1 for _ in read_events(ledger))
+        assert before > 200
+        with LedgerWriter(ledger, job="demo") as writer:
+            writer.append(RunEvent(run_id="after"))
+        events = list(read_events(ledger))
+        assert events[-1] == RunEvent(run_id="after", at=events[-1].at)
+        assert len(events) == before + 1
+        assert ledger.read_bytes().endswith(b"\n")
