@@ -122,10 +122,13 @@ def resolve_sources(paths: Sequence[str]) -> list[Source]:
                     f"{results}: no results table (has the job run? `pipeline results JOB.toml`)"
                 )
             ledger, rejects = results.parent / LEDGER_NAME, results.parent / REJECTS_NAME
-            found.setdefault(
-                results,
-                Source(results, ledger if ledger.is_file() else None, rejects if rejects.is_file() else None),
+            source = Source(
+                results, ledger if ledger.is_file() else None, rejects if rejects.is_file() else None
             )
+            # one table per output dir: results.csv is a copy of results.parquet, never counted twice
+            kept = found.get(results.parent)
+            if kept is None or (kept.results.suffix == ".csv" and results.suffix == ".parquet"):
+                found[results.parent] = source
     if not found:
         raise UsageError("no results table given")
     return list(found.values())

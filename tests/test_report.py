@@ -281,3 +281,14 @@ class TestLedgerFormats:
         self._compact(tmp_path / "j", newline, blank)
         total = report_of(tmp_path / "j").total
         assert (total.spend, total.wasted) == (Decimal("0.022"), Decimal("0.011"))
+
+
+def test_csv_copy_beside_the_parquet_is_not_counted_twice(tmp_path: Path) -> None:
+    """results.csv and results.parquet of one output dir (a glob matching both) are one table."""
+    import polars as pl
+
+    results = shop_job(tmp_path / "shop")
+    pl.read_parquet(results).write_csv(results.with_suffix(".csv"))
+    sources = resolve_sources([str(tmp_path / "shop" / "results.*")])
+    assert [s.results.name for s in sources] == ["results.parquet"]
+    assert report_of(results.with_suffix(".csv")).total.spend == Decimal("0.052")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from decimal import Decimal
@@ -86,3 +87,22 @@ def test_report_matches_the_sandbox_bill_to_the_cent(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/jpeg;base64,") == 24  # every downloaded image as a thumbnail
     assert pl.read_parquet(tmp_path / "out" / "results.parquet")["local_path"].null_count() == 0
+
+
+def test_demo_job_report_in_one_command(tmp_path: Path) -> None:
+    """After the demo run, `pipeline report jobs/demo.toml --html ...` reports it (copy of jobs/ in tmp)."""
+    (tmp_path / "jobs").mkdir()
+    shutil.copy(ROOT / "jobs" / "demo.toml", tmp_path / "jobs" / "demo.toml")
+    shutil.copytree(ROOT / "jobs" / "demo", tmp_path / "jobs" / "demo")
+    spec = str(tmp_path / "jobs" / "demo.toml")
+    ran = _pipeline("run", spec, "-q")
+    assert ran.returncode == 0, ran.stderr
+    page = tmp_path / "output" / "demo" / "report.html"
+    table = _pipeline("report", spec, "--html", str(page))
+    assert table.returncode == 0, table.stderr
+    assert "(total)" not in table.stdout and "$" in table.stdout
+    report = json.loads(_pipeline("report", spec, "--format", "json").stdout)
+    results = pl.read_parquet(tmp_path / "output" / "demo" / "results.parquet")
+    assert report["total"]["images"] == results.height
+    assert Decimal(str(report["total"]["spend_usd"])) == sum(Decimal(str(c)) for c in results["cost_usd"])
+    assert page.read_text().count("data:image/jpeg;base64,") == results.height
