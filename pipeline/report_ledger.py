@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -94,29 +95,38 @@ def _by_lines(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         raise LedgerReadError(f"{path}: unexpected field types ({exc})") from exc
 
 
-def _lines(path: Path) -> pl.DataFrame | None:
-    """Every complete line as text (``seq``, ``line``); None when a line other than the last is not an
-    object (the slow reader then names it). Polars reads a file of one text column much faster than JSON.
+_CSV_LINES: dict[str, Any] = {
+    "has_header": False,
+    "separator": "\x01",  # never raw in JSON text: each line is one field
+    "quote_char": None,
+    "schema": {"line": pl.String()},
+}
+
+
+def _lines(path: Path, events: tuple[str, ...]) -> pl.DataFrame | None:
+    """``seq`` (line number) and ``line`` (text) of the events of a kind in ``events``, in one streaming
+    pass (polars reads a file of one text column far faster than JSON, and keeps only these lines).
+    None when a line other than the last is not a JSON object: the slow reader then names it.
     """
     data = _complete_bytes(path)
     if data == b"":
         return pl.DataFrame(schema={"seq": pl.Int64(), "line": pl.String()})
+    text = pl.col("line")  # null for an empty line
+    bad = text.is_not_null() & ~(text.str.starts_with("{") & text.str.ends_with("}"))
+    wanted = text.str.contains(rf'"event"\s*:\s*"({"|".join(events)})"')
     try:
-        lines = pl.read_csv(
-            path if data is None else data,
-            has_header=False,
-            separator="\x01",  # never raw in JSON text: each line is one field
-            quote_char=None,
-            schema={"line": pl.String()},
-        )
+        if data is None:
+            scan = pl.scan_csv(path, **_CSV_LINES, row_index_name="seq", row_index_offset=1)
+        else:
+            scan = pl.read_csv(data, **_CSV_LINES).with_row_index("seq", offset=1).lazy()
+        picked = scan.filter(wanted | bad).with_columns(pl.col("seq").cast(pl.Int64()), bad=bad)
+        lines = picked.collect(engine="streaming")
+        flagged = lines.filter("bad")["seq"]
+        if flagged.len() and (flagged.len() > 1 or flagged[0] != scan.select(pl.len()).collect().item()):
+            return None
     except pl.exceptions.PolarsError:
         return None
-    lines = lines.with_row_index("seq", offset=1).with_columns(pl.col("seq").cast(pl.Int64()))
-    text = pl.col("line")  # null for an empty line
-    bad = lines.filter(text.is_not_null() & ~(text.str.starts_with("{") & text.str.ends_with("}")))
-    if bad.height > 1 or (bad.height == 1 and bad["seq"][0] != lines.height):
-        return None
-    return lines.filter(~pl.col("seq").is_in(bad["seq"].implode()) & text.is_not_null())
+    return lines.filter(~pl.col("bad")).select("seq", "line")
 
 
 def _read(
@@ -129,11 +139,9 @@ def _read(
 ) -> pl.DataFrame:
     """``seq`` and the fields in ``schema`` of the events of a kind in ``events``, leaving out the task
     UUIDs in ``exclude`` / keeping only those in ``include`` before any JSON is decoded."""
-    lines = _lines(path)
+    lines = _lines(path, events)
     frame = None
     if lines is not None:
-        kinds = "|".join(events)
-        lines = lines.filter(pl.col("line").str.contains(rf'"event"\s*:\s*"({kinds})"'))
         task = pl.col("line").str.extract(r'"task_uuid"\s*:\s*"([^"\\]*)"', 1)
         if exclude is not None:
             lines = lines.filter(~task.is_in(exclude.implode()).fill_null(False))
