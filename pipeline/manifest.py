@@ -112,8 +112,14 @@ class Manifest:
                 f"(known: {', '.join(sorted(known))})",
             )
 
-    def frames(self, batch_size: int = 10_000) -> Iterator[pl.DataFrame]:
-        """Validated batches: ``_row, _id, _fp, _reason``, the request fields, ``_refs``, passthrough."""
+    def frames(
+        self, batch_size: int = 10_000, fingerprint_ids: pl.Series | None = None
+    ) -> Iterator[pl.DataFrame]:
+        """Validated batches: ``_row, _id, _fp, _reason``, the request fields, ``_refs``, passthrough.
+
+        ``fingerprint_ids``: fingerprint only rows with these ids (the planner needs fingerprints only
+        for ids the ledger has seen; sha256 is the costliest step); ``_fp`` is null for the others.
+        """
         batches = self._lf.with_row_index("_row", offset=1).collect_batches(chunk_size=batch_size)
         while True:
             with table_errors(self.path):
@@ -121,9 +127,9 @@ class Manifest:
             if raw is None:
                 return
             if raw.height:
-                yield self._validate(raw)
+                yield self._validate(raw, fingerprint_ids)
 
-    def _validate(self, raw: pl.DataFrame) -> pl.DataFrame:
+    def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
         present = self.columns.present
         frame = raw.with_columns(self._id_expr(), _k=self._key_expr())
         frame = frame.with_columns(resolve_exprs(present, self.spec.defaults))
@@ -132,7 +138,10 @@ class Manifest:
             frame = frame.with_columns(hash_texts(frame["_id"], ID_LENGTH))
         frame = frame.with_columns(_reason=pl.coalesce(pl.col("_reason"), self._id_reasons(frame)))
         frame = self._refs.apply(frame)
-        fp = pl.when(pl.col("_reason").is_null()).then(fingerprint_text_expr(pl.col("_refkeys")))
+        wanted = pl.col("_reason").is_null()
+        if fingerprint_ids is not None:
+            wanted = wanted & pl.col("_id").is_in(fingerprint_ids.implode())
+        fp = pl.when(wanted).then(fingerprint_text_expr(pl.col("_refkeys")))
         frame = frame.with_columns(_fp=fp)
         return frame.with_columns(hash_texts(frame["_fp"]))
 

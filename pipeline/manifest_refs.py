@@ -18,7 +18,13 @@ from pipeline.fingerprint import REF_SEP
 from pipeline.jobspec import JobSpec
 from pipeline.manifest_io import scan_table, table_errors
 from pipeline.profiles import model_profiles
-from pipeline.references import ReferenceProblem, ReferenceResolver, split_references
+from pipeline.references import (
+    CONTROL_PATTERN,
+    REMOTE_PATTERN,
+    ReferenceProblem,
+    ReferenceResolver,
+    split_references,
+)
 
 __all__ = ["RowReferences", "load_reference_sets"]
 
@@ -115,8 +121,13 @@ class RowReferences:
             .explode("_ref")
             .filter(pl.col("_ref").is_not_null() & (pl.col("_ref") != ""))
         )
-        unique = exploded["_ref"].unique().to_list()
-        resolved = pl.DataFrame([self._resolve(ref) for ref in unique], schema=_RESOLVED, orient="row")
+        unique = exploded.select(pl.col("_ref").unique())
+        remote = pl.col("_ref").str.contains(REMOTE_PATTERN) & ~pl.col("_ref").str.contains(CONTROL_PATTERN)
+        as_given = unique.filter(remote).select(
+            "_ref", _res="_ref", _key="_ref", _problem=pl.lit(None, pl.String)
+        )
+        local = [self._resolve(ref) for ref in unique.filter(~remote)["_ref"].to_list()]
+        resolved = pl.concat([as_given, pl.DataFrame(local, schema=_RESOLVED, orient="row")])
         joined = exploded.join(resolved, on="_ref", how="left", maintain_order="left")
         per_row = joined.group_by("_i", maintain_order=True).agg(
             _own_res=pl.col("_res").str.join(REF_SEP),

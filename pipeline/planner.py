@@ -193,7 +193,7 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
     ledger = spec.out_dir / LEDGER_NAME
     states = read_row_states(ledger)
     tally = _Tally()
-    for frame in manifest.frames(batch_size):
+    for frame in manifest.frames(batch_size, fingerprint_ids=states["id"].unique()):
         tally.add(frame)
     rejects = tally.rejects()
     counts, groups, models = tally.finish(states, rejects.height)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
+    "CONTROL_PATTERN",
+    "REMOTE_PATTERN",
     "ReferenceProblem",
     "ReferenceResolver",
     "file_sha256",
@@ -29,6 +31,9 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"RIFF")
 _CACHE_LIMIT = 100_000
+# The same tests as regular expressions, for polars (vectorised): remote references need no Python.
+REMOTE_PATTERN = r"^(?i:https?://|data:)|^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+CONTROL_PATTERN = r"[\x00-\x1f\x7f]"
 
 
 class ReferenceProblem(ValueError):
