@@ -108,9 +108,9 @@ def make_ledger(spec_path: Path, fraction: float = 0.5) -> int:
             + json.dumps({"event": "run", "run_id": "r1", "at": AT})
             + "\n"
         )
-    with ledger.open("ab") as f:
-        sub.write_ndjson(f)
-        ok.write_ndjson(f)
+    with ledger.open("ab") as out:
+        sub.write_ndjson(out)
+        ok.write_ndjson(out)
     return keys.height * 2 + 2
 
 
