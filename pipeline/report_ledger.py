@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import polars as pl
 
 from pipeline.errors import UsageError
 
-__all__ = ["NANO", "LedgerReadError", "ledger_charges", "nano", "submitted_requests"]
+__all__ = ["NANO", "LedgerReadError", "ledger_charges", "nano", "submitted_requests", "usd"]
 
 NANO = 1_000_000_000
 
@@ -52,6 +53,11 @@ _REQUEST_SCHEMA: dict[str, pl.DataType] = {
 
 class LedgerReadError(UsageError):
     """A ledger line (not the last) is not valid JSON."""
+
+
+def usd(nanos: int | None) -> Decimal:
+    """Exact USD from integer nano-dollars."""
+    return Decimal(nanos or 0).scaleb(-9)
 
 
 def nano(expr: pl.Expr) -> pl.Expr:
