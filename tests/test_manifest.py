@@ -299,3 +299,43 @@ class TestRowRejects:
         assert batch.rejects[0].reason.startswith(
             "reference set 'broken': reference image not found: gone.png"
         )
+
+
+class TestEngineInterface:
+    def test_parquet_ids_and_passthrough_keep_their_types(self, tmp_path: Path) -> None:
+        """Integer ids become strings; passthrough values keep their Parquet types."""
+        frame = pl.DataFrame({"id": [7, 8], "prompt": ["a", "b"], "price": [9.5, 1.25], "tags": [["x"], []]})
+        rows = read_all(load(tmp_path, frame, name="m.parquet")).rows
+        assert [r.id for r in rows] == ["7", "8"]
+        assert dict(rows[0].passthrough) == {"price": 9.5, "tags": ["x"]}
+
+    def test_fingerprint_ids_limits_hashing_to_those_ids(self, tmp_path: Path) -> None:
+        """Rows outside fingerprint_ids get no fingerprint; the others get the usual one."""
+        from pipeline.manifest import open_manifest
+
+        spec = load(tmp_path, "id,prompt\na,p\nb,q\n")
+        full = {r.id: r.fingerprint for r in read_all(spec).rows}
+        (frame,) = open_manifest(spec).frames(fingerprint_ids=pl.Series(["b"]))
+        assert dict(zip(frame["_id"], frame["_fp"], strict=True)) == {"a": None, "b": full["b"]}
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "https://x.io/a.png",
+        "HTTP://x.io/a.png",
+        "Data:image/png;base64,AA==",
+        UUID,
+        UUID.upper(),
+        UUID + "x",
+        "refs/a.png",
+        "/abs/a.png",
+        "httpsx://a",
+        "3f0c1a52-0b1d-4c7e-9a55",
+    ],
+)
+def test_vectorised_remote_test_agrees_with_is_remote(ref: str) -> None:
+    """The polars regex and the Python function classify references the same way."""
+    from pipeline.references import REMOTE_PATTERN, is_remote
+
+    assert pl.Series([ref]).str.contains(REMOTE_PATTERN)[0] == is_remote(ref)
