@@ -61,10 +61,12 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def _send(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, head: bool = False
+) -> None:
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 async def _drop(send: Send, answer: Answer) -> None:
@@ -148,7 +150,7 @@ class SandboxApp:
             return
         data, mime = found
         headers = [(b"content-type", mime.encode()), (b"cache-control", b"public, max-age=86400")]
-        await _send(send, 200, b"" if method == "HEAD" else data, headers)
+        await _send(send, 200, data, headers, head=method == "HEAD")
 
     async def _admin(self, name: str, method: str, receive: Receive, send: Send) -> None:
         sandbox = self.sandbox

@@ -83,11 +83,12 @@ class Store:
         """Forget tasks (and their images) completed more than ``retention_s`` ago."""
         self._since_prune = 0
         cutoff = (time.monotonic() if now is None else now) - self.retention_s
-        old = [
-            key
-            for key, rec in self.tasks.items()
-            if rec.completed_at is not None and rec.completed_at < cutoff
-        ]
+        old = []
+        for key, record in self.tasks.items():  # oldest first: stop at the first one accepted since
+            if record.accepted_at >= cutoff:
+                break
+            if record.completed_at is not None and record.completed_at < cutoff:
+                old.append(key)
         for key in old:
             record = self.tasks.pop(key)
             for index in range(record.task.number_results):
