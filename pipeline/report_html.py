@@ -28,6 +28,8 @@ OVER_TIME_COLOUR = "#7c3aed"  # distinctive bar colours: the browser test looks 
 BY_GROUP_COLOUR = "#f97316"
 WASTE_COLOUR = "#e11d48"
 GALLERY_LIMIT = 240
+TABLE_LIMIT = 500  # groups listed on the page; the CSV/JSON formats have them all
+CHART_LIMIT = 20
 THUMB_PX = 192
 _W, _H, _PAD = 720, 240, 36
 
@@ -73,7 +75,7 @@ def time_bars(points: list[tuple[str, Decimal, Decimal]]) -> list[Bar]:
 
 def group_bars(report: Report) -> list[Bar]:
     """Horizontal bars, one per group (at most 20, largest spend first)."""
-    groups = sorted(report.groups, key=lambda g: g.stats.spend, reverse=True)[:20]
+    groups = sorted(report.groups, key=lambda g: g.stats.spend, reverse=True)[:CHART_LIMIT]
     top, row = _scale([g.stats.spend for g in groups]), 26
     bars = []
     for i, group in enumerate(groups):
@@ -90,6 +92,7 @@ def thumbnail(path: Path, px: int = THUMB_PX) -> str | None:
     """A small JPEG of the image at ``path`` as a data URI; None when it is missing or unreadable."""
     try:
         with Image.open(path) as image:
+            image.draft("RGB", (px, px))  # JPEG: decode at a reduced scale, much faster
             image.thumbnail((px, px))
             buffer = io.BytesIO()
             image.convert("RGB").save(buffer, "JPEG", quality=70)
@@ -149,6 +152,8 @@ def render_html(report: Report, facts: Facts) -> str:
         time_peak=max((s for _, s, _ in points), default=None),
         group_bars=group_bars(report),
         by_label=" / ".join(report.by) or "all rows",
+        chart_limit=CHART_LIMIT,
+        table_groups=report.groups[:TABLE_LIMIT],
         cards=sheet,
         card_count=count,
         chart={"w": _W, "h": _H, "pad": _PAD},

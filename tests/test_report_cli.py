@@ -78,6 +78,14 @@ class TestFormats:
         assert code == 2
         assert "--by colour" in err and "Traceback" not in err
 
+    def test_json_flag_conflicting_with_format(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--json with --format csv is a usage error rather than a surprise."""
+        code, out, err = run(capsys, str(shop_job(tmp_path / "shop")), "--json", "--format", "csv")
+        assert (code, out) == (2, "")
+        assert "--json" in err
+
 
 class TestCsvSafety:
     @pytest.mark.parametrize("evil", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"])
@@ -138,6 +146,16 @@ class TestHtml:
         page_path = tmp_path / "r.html"
         run(capsys, str(tmp_path / "j"), "--html", str(page_path))
         assert "no local copy" in page_path.read_text()
+
+
+def test_html_with_many_groups_lists_the_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--by id over 520 rows: the chart shows the top 20, the table the first 500; the page says so."""
+    write_results(tmp_path / "j", [result_row(f"r{i:03}") for i in range(520)])
+    page = tmp_path / "r.html"
+    run(capsys, str(tmp_path / "j"), "--by", "id", "--html", str(page))
+    text = page.read_text()
+    assert "top 20 of 520" in text and "first 500 of 520" in text
+    assert text.count("<tr>") == 1 + 500  # header + groups (the total row has its own class)
 
 
 def _pixels_near(image: Image.Image, hex_colour: str, tolerance: int = 14) -> list[tuple[int, int]]:

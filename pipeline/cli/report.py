@@ -69,6 +69,8 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and --format {args.format} ask for different outputs; give one")
     fmt = args.format or ("json" if args.json else "table")
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until, end=True) if args.until else None
