@@ -163,7 +163,10 @@ def summarize(facts: Facts) -> Report:
             groups.append(Group({k: row[k] for k in facts.by}, Stats.from_row(row)))
     else:
         groups.append(Group({}, total))
-    return Report(facts.by, groups, total, facts.notes, tuple(str(s.results) for s in facts.sources))
+    notes = facts.notes
+    if total.estimated_images:
+        notes += (f"{total.estimated_images} image(s) came without a billed cost; their estimate is counted",)
+    return Report(facts.by, groups, total, notes, tuple(str(s.results) for s in facts.sources))
 
 
 def _bucket(span: dt.timedelta) -> tuple[str, str]:

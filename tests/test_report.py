@@ -292,3 +292,11 @@ def test_csv_copy_beside_the_parquet_is_not_counted_twice(tmp_path: Path) -> Non
     sources = resolve_sources([str(tmp_path / "shop" / "results.*")])
     assert [s.results.name for s in sources] == ["results.parquet"]
     assert report_of(results.with_suffix(".csv")).total.spend == Decimal("0.052")
+
+
+def test_images_without_billed_cost_are_flagged(tmp_path: Path) -> None:
+    """Rows whose cost is the estimate (provider sent none) are counted and noted."""
+    row = result_row("a", cost=0.011) | {"cost_source": "estimate"}
+    report = report_of(write_results(tmp_path / "j", [row, result_row("b")]))
+    assert report.total.estimated_images == 1
+    assert any("without a billed cost" in note for note in report.notes)
