@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline.cli import main
@@ -38,3 +44,27 @@ class TestApiKey:
             main(["results", str(job)])
         assert info.value.code == 2
         assert "no ledger" in capsys.readouterr().err
+
+
+class TestDemo:
+    def test_demo_runs_on_the_embedded_sandbox_and_rerun_sends_nothing(self, tmp_path: Path) -> None:
+        """`pipeline run jobs/demo.toml` (copied): images and results; a second run sends no request."""
+        root = Path(__file__).resolve().parent.parent
+        shutil.copytree(root / "jobs", tmp_path / "jobs")
+        job = tmp_path / "jobs" / "demo.toml"
+        env = {k: v for k, v in os.environ.items() if k != "RUNWARE_API_KEY"}
+        cmd = [sys.executable, "-m", "pipeline", "run", str(job), "--json"]
+        first = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["rows"]["succeeded"] == summary["rows"]["total"] > 0
+        out = tmp_path / "output" / "demo"
+        table = pl.read_parquet(out / "results.parquet")
+        assert len(table) == summary["images"]
+        assert all(Path(p).is_file() for p in table["local_path"])
+        ledger = (out / "ledger.jsonl").read_text()
+        second = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["exit_code"] == 0
+        added = (out / "ledger.jsonl").read_text()[len(ledger) :]
+        assert [json.loads(line)["event"] for line in added.splitlines()] == ["run"]

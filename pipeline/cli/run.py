@@ -114,6 +114,7 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
         f"spent ${outcome.spent_usd:.4f}",
         highlight=False,
         markup=False,
+        soft_wrap=True,
     )
     if outcome.stop is Stop.BUDGET:
         console.print(
@@ -121,13 +122,18 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
             f"${outcome.left_usd:.4f}; raise limits.budget_usd and run again to finish",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
     elif outcome.stop is Stop.RUNTIME:
-        console.print("max_runtime reached: run again to continue", highlight=False, markup=False)
+        console.print(
+            "max_runtime reached: run again to continue", highlight=False, markup=False, soft_wrap=True
+        )
     elif outcome.stop is Stop.FATAL and outcome.fatal is not None:
-        console.print(f"stopped by the provider: {outcome.fatal}", highlight=False, markup=False)
+        console.print(
+            f"stopped by the provider: {outcome.fatal}", highlight=False, markup=False, soft_wrap=True
+        )
     elif outcome.stop is Stop.INTERRUPT or outcome.cancelled:
-        console.print("interrupted: run again to resume", highlight=False, markup=False)
+        console.print("interrupted: run again to resume", highlight=False, markup=False, soft_wrap=True)
 
 
 # -- status and results --------------------------------------------------------------------------------
@@ -160,6 +166,7 @@ def _handle_status(args: argparse.Namespace) -> int:
         f"{payload['images']} images, spent ${payload['spent_usd']:.4f}",
         highlight=False,
         markup=False,
+        soft_wrap=True,
     )
     return 0
 
@@ -172,5 +179,5 @@ def _handle_results(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"results": str(path), "formats": list(spec.output.formats)})
     elif not args.quiet:
-        err_console().print(f"wrote {path}", highlight=False, markup=False)
+        err_console().print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
     return 0
