@@ -50,7 +50,7 @@ class Provider:
 
 
 def _manifest(spec: JobSpec, batch_size: int) -> Iterator[Any]:
-    from pipeline.manifest import read_manifest  # type: ignore[import-untyped,unused-ignore]
+    from pipeline.manifest import read_manifest
 
     return iter(read_manifest(spec, batch_size=batch_size))
 

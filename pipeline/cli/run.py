@@ -74,7 +74,7 @@ async def _endpoint(endpoint: str | None) -> AsyncIterator[str]:
     if endpoint is not None:
         yield endpoint
         return
-    from pipeline.sandbox import SandboxSettings, running_sandbox  # type: ignore[import-untyped,unused-ignore]
+    from pipeline.sandbox import SandboxSettings, running_sandbox
 
     async with running_sandbox(SandboxSettings()) as sandbox:
         yield sandbox.url
@@ -141,7 +141,7 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
 
 def status_payload(spec: JobSpec) -> dict[str, Any]:
     """The `pipeline status --json` shape: the manifest's rows by the ledger's state."""
-    from pipeline.manifest import read_manifest  # type: ignore[import-untyped,unused-ignore]
+    from pipeline.manifest import read_manifest
 
     state = load_state(spec.out_dir / LEDGER_NAME)
     rows = {"total": 0, "rejected": 0, "succeeded": 0, "failed": 0, "pending": 0, "in_doubt": 0}
