@@ -25,6 +25,7 @@ from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import LEDGER_NAME, LedgerWriter, RunEvent, load_state, new_run_id
 from pipeline.lock import job_lock
+from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
 from pipeline.progress import Tally, show_progress
 from pipeline.results import write_rejects, write_results
@@ -50,8 +51,6 @@ class Provider:
 
 
 def _manifest(spec: JobSpec, batch_size: int) -> Iterator[Any]:
-    from pipeline.manifest import read_manifest
-
     return iter(read_manifest(spec, batch_size=batch_size))
 
 

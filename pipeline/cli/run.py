@@ -19,6 +19,7 @@ from pipeline.cli._output import emit_json, err_console, out_console
 from pipeline.errors import ConfigError, UsageError
 from pipeline.jobspec import JobSpec, load_job_spec
 from pipeline.ledger import LEDGER_NAME, load_state
+from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
 from pipeline.profiles import ProviderProfile, load_provider_profile
 from pipeline.results import rebuild_results
@@ -141,8 +142,6 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
 
 def status_payload(spec: JobSpec) -> dict[str, Any]:
     """The `pipeline status --json` shape: the manifest's rows by the ledger's state."""
-    from pipeline.manifest import read_manifest
-
     state = load_state(spec.out_dir / LEDGER_NAME)
     rows = {"total": 0, "rejected": 0, "succeeded": 0, "failed": 0, "pending": 0, "in_doubt": 0}
     for batch in read_manifest(spec, batch_size=10_000):
