@@ -102,6 +102,7 @@ async def running_sandbox(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=75,  # idle pooled connections stay usable, as on a production API
             backlog=2048,
         )
         server = _Server(config)

@@ -8,6 +8,7 @@ request the sandbox accepts is one the real API accepts, at the same cost.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -81,7 +82,7 @@ class InferenceTask:
             self.background,
             self.output_format,
             self.number_results,
-            self.references,
+            hashlib.sha256("\n".join(self.references).encode()).hexdigest() if self.references else "",
         )
 
 
