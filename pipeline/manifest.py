@@ -20,7 +20,7 @@ import polars as pl
 from pipeline.errors import ManifestError
 from pipeline.fingerprint import fingerprint_text_expr, hash_texts
 from pipeline.jobspec import JobSpec
-from pipeline.manifest_io import scan_table, table_errors
+from pipeline.manifest_io import Snapshot, scan_table
 from pipeline.manifest_refs import RowReferences
 from pipeline.manifest_rules import reason_expr, resolve_exprs
 from pipeline.manifest_schema import ManifestColumns, map_columns
@@ -49,31 +49,58 @@ class ManifestBatch:
 
 def read_manifest(spec: JobSpec, batch_size: int = 10_000) -> Iterator[ManifestBatch]:
     """Accepted rows and rejects of ``spec.manifest``, batch by batch (file checks happen first)."""
-    manifest = open_manifest(spec)
-    return (manifest.to_batch(frame) for frame in manifest.frames(batch_size))
+    manifest = open_manifest(spec, batch_size)
+    return _batches(manifest, batch_size)
 
 
-def open_manifest(spec: JobSpec) -> Manifest:
-    """Check ``spec.manifest`` as a whole; raises ``ManifestError`` for a file-level problem."""
+def _batches(manifest: Manifest, batch_size: int) -> Iterator[ManifestBatch]:
+    with manifest:
+        for frame in manifest.frames(batch_size):
+            yield manifest.to_batch(frame)
+
+
+def open_manifest(spec: JobSpec, batch_size: int = 10_000) -> Manifest:
+    """Check ``spec.manifest`` as a whole; raises ``ManifestError`` for a file-level problem.
+
+    Use it as a context manager (or call ``close``) to remove its snapshot early.
+    """
     lf = scan_table(spec.manifest)
     columns = map_columns(spec, lf.collect_schema())
-    manifest = Manifest(spec, lf.rename(columns.renames), columns)
-    manifest.survey()
+    refs = RowReferences(spec)
+    snapshot = Snapshot(lf.rename(columns.renames), spec.manifest, row_group_size=batch_size)
+    manifest = Manifest(spec, snapshot, columns, refs)
+    try:
+        manifest.survey()
+    except BaseException:
+        manifest.close()
+        raise
     return manifest
 
 
 class Manifest:
     """An opened manifest: its columns, total rows and duplicate ids; ``frames`` validates batches."""
 
-    def __init__(self, spec: JobSpec, lf: pl.LazyFrame, columns: ManifestColumns) -> None:
+    def __init__(
+        self, spec: JobSpec, snapshot: Snapshot, columns: ManifestColumns, refs: RowReferences
+    ) -> None:
         self.spec = spec
         self.path = spec.manifest
         self.columns = columns
         self.total_rows = 0
-        self._lf = lf
+        self._snapshot = snapshot
         self._dup_first: dict[Any, int] = {}
         self._content_seen: dict[Any, tuple[str, int]] = {}
-        self._refs = RowReferences(spec)
+        self._refs = refs
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the snapshot; the manifest cannot give more batches afterwards."""
+        self._snapshot.close()
 
     @property
     def passthrough(self) -> tuple[str, ...]:
@@ -86,14 +113,11 @@ class Manifest:
         return pl.struct(self.columns.present).hash()
 
     def survey(self) -> None:
-        """One streaming pass: every column decoded (bad bytes surface now), models checked, dups found."""
+        """Count rows, check every model is known, find duplicate ids (over the snapshot: fast)."""
         exprs = [pl.col("_row"), self._key_expr().alias("_k")]
-        if self.columns.has_id:
-            exprs.append(pl.struct(self.columns.present).hash().alias("_touch"))
         if "model" in self.columns.present:
             exprs.append(pl.col("model").cast(pl.String).str.strip_chars().alias("model"))
-        with table_errors(self.path):
-            frame = self._lf.with_row_index("_row", offset=1).select(exprs).collect(engine="streaming")
+        frame = self._snapshot.lf.select(exprs).collect()
         self.total_rows = frame.height
         if "model" in frame.columns:
             self._check_models(frame)
@@ -120,14 +144,8 @@ class Manifest:
         ``fingerprint_ids``: fingerprint only rows with these ids (the planner needs fingerprints only
         for ids the ledger has seen; sha256 is the costliest step); ``_fp`` is null for the others.
         """
-        batches = self._lf.with_row_index("_row", offset=1).collect_batches(chunk_size=batch_size)
-        while True:
-            with table_errors(self.path):
-                raw = next(batches, None)
-            if raw is None:
-                return
-            if raw.height:
-                yield self._validate(raw, fingerprint_ids)
+        for raw in self._snapshot.slices(batch_size):
+            yield self._validate(raw, fingerprint_ids)
 
     def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
         present = self.columns.present

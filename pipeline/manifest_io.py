@@ -13,6 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +24,7 @@ import polars as pl
 
 from pipeline.errors import ManifestError
 
-__all__ = ["FORMATS", "file_format", "scan_table", "table_errors"]
+__all__ = ["FORMATS", "Snapshot", "file_format", "scan_table", "table_errors"]
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -50,6 +53,38 @@ def scan_table(path: Path) -> pl.LazyFrame:
             lf = pl.scan_ndjson(path, infer_schema_length=10_000)
         lf.collect_schema()
     return lf
+
+
+class Snapshot:
+    """A Parquet copy of a table (plus a 1-based ``_row``) in a private temp folder, read back in slices.
+
+    Written in one streaming pass, so every byte of the source is decoded (and any error raised)
+    before the first batch; read back one row group at a time, so memory stays flat in the table's
+    size, and a file edited during a run cannot change what the run reads.
+    """
+
+    def __init__(self, lf: pl.LazyFrame, source: Path, row_group_size: int) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="pipeline-manifest-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+        self.path = self.folder / "snapshot.parquet"
+        try:
+            with table_errors(source):
+                lf.with_row_index("_row", offset=1).sink_parquet(
+                    self.path, row_group_size=row_group_size, compression="lz4"
+                )
+        except BaseException:
+            self.close()
+            raise
+        self.lf = pl.scan_parquet(self.path)
+
+    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+        offset = 0
+        while (frame := self.lf.slice(offset, size).collect()).height:
+            offset += frame.height
+            yield frame
+
+    def close(self) -> None:
+        self._cleanup()
 
 
 @contextmanager

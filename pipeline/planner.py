@@ -189,12 +189,12 @@ class _Tally:
 
 def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown_rejects: int = 10) -> Plan:
     """Validate the manifest, classify its rows against the ledger and estimate the run (no request)."""
-    manifest = open_manifest(spec)
     ledger = spec.out_dir / LEDGER_NAME
-    states = read_row_states(ledger)
     tally = _Tally()
-    for frame in manifest.frames(batch_size, fingerprint_ids=states["id"].unique()):
-        tally.add(frame)
+    with open_manifest(spec, batch_size) as manifest:
+        states = read_row_states(ledger)
+        for frame in manifest.frames(batch_size, fingerprint_ids=states["id"].unique()):
+            tally.add(frame)
     rejects = tally.rejects()
     counts, groups, models = tally.finish(states, rejects.height)
     rejects_path = write_frame(

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from manifest_jobs import image, load, read_all
 
+from pipeline.errors import ManifestError
 from pipeline.fingerprint import fingerprint, request_fingerprint
 from pipeline.manifest import Reject
 from pipeline.rows import ImageRequest
@@ -302,6 +303,18 @@ class TestRowRejects:
 
 
 class TestEngineInterface:
+    def test_reading_leaves_no_snapshot_behind(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The private Parquet snapshot is removed once the batches are read (or the file was bad)."""
+        monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+        (tmp_path / "tmp").mkdir()
+        import tempfile
+
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        read_all(load(tmp_path, "id,prompt\na,p\n"))
+        with pytest.raises(ManifestError):
+            read_all(load(tmp_path, "id,prompt,model\na,p,nope\n"))
+        assert list((tmp_path / "tmp").iterdir()) == []
+
     def test_parquet_ids_and_passthrough_keep_their_types(self, tmp_path: Path) -> None:
         """Integer ids become strings; passthrough values keep their Parquet types."""
         frame = pl.DataFrame({"id": [7, 8], "prompt": ["a", "b"], "price": [9.5, 1.25], "tags": [["x"], []]})
@@ -315,7 +328,8 @@ class TestEngineInterface:
 
         spec = load(tmp_path, "id,prompt\na,p\nb,q\n")
         full = {r.id: r.fingerprint for r in read_all(spec).rows}
-        (frame,) = open_manifest(spec).frames(fingerprint_ids=pl.Series(["b"]))
+        with open_manifest(spec) as manifest:
+            (frame,) = manifest.frames(fingerprint_ids=pl.Series(["b"]))
         assert dict(zip(frame["_id"], frame["_fp"], strict=True)) == {"a": None, "b": full["b"]}
 
 
