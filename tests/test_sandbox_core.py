@@ -183,3 +183,13 @@ class TestRetention:
         assert valid.task_uuid in store.tasks
         store.prune(now=now + store.retention_s + 1)
         assert valid.task_uuid not in store.tasks
+
+
+def test_exported_members() -> None:
+    """pipeline.sandbox exports exactly its public names."""
+    import pipeline.sandbox as sandbox
+
+    public = {name for name in vars(sandbox) if not name.startswith("_")}
+    modules = {"app", "billing", "faults", "images", "render", "server", "service", "settings", "store"}
+    modules |= {"uploads", "validation", "wire"}
+    assert set(sandbox.__all__) == public - modules

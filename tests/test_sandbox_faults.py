@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -245,3 +246,39 @@ class TestControl:
         assert response.status_code == 400
         assert reason in response.json()["error"]
         assert current["faults"] == {}
+
+
+class TestInvariants:
+    async def test_charged_exactly_when_retrievable(self, http: httpx.AsyncClient) -> None:
+        """Under every fault at once, a task is charged if and only if getResponse has its result,
+        and the queue never holds more than its capacity."""
+        faults = {"429": 0.1, "429-retry-after": 0.05, "500": 0.05, "503": 0.05, "504": 0.05}
+        faults |= {"hang": 0.1, "drop": 0.1, "malformed": 0.1}
+        settings = SandboxSettings(seed=11, faults=faults, latency="uniform:1ms-20ms", capacity=6)
+        sent: list[str] = []
+        peak = 0
+
+        async def send(url: str) -> None:
+            task = inference()
+            sent.append(task["taskUUID"])
+            with contextlib.suppress(httpx.HTTPError):  # hung, dropped: the answer is lost, not the task
+                await http.post(url, json=[task], headers=AUTH, timeout=0.5)
+
+        async with running_sandbox(settings) as sb:
+            async with anyio.create_task_group() as group:
+                for _ in range(60):
+                    group.start_soon(send, sb.url)
+                    peak = max(peak, sb.billing()["in_flight"])
+                    await anyio.sleep(0.002)
+            await anyio.sleep(0.05)
+            sb.configure(faults={})
+            found = []
+            for task_uuid in sent:
+                body = (await poll(http, sb, task_uuid)).json()
+                found.append("data" in body and body["data"][0]["status"] == "success")
+            billing = sb.billing()
+        assert billing["tasks"] == sum(found)
+        assert 0 < sum(found) < len(sent)
+        assert billing["duplicate_tasks"] == 0
+        assert peak <= 6
+        assert set(billing["faults"]) <= set(faults)
