@@ -23,12 +23,23 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "sandbox", parents=[common], help="run the Runware-compatible sandbox server (faults on demand)"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0 = a free one; default 8080)")
-    parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the fault and latency draws")
     parser.add_argument(
-        "--latency", default="0", help="0 | 300ms | uniform:100ms-2s | lognormal:800ms:0.5 (median:sigma)"
+        "--host", default="127.0.0.1", metavar="HOST", help="interface to listen on (default: loopback)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, metavar="N", help="port (0 = a free one; default 8080)"
+    )
+    parser.add_argument(
+        "--api-key", default=None, metavar="KEY", help="accept only this key (default: any non-empty key)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="seed of the fault and latency draws"
+    )
+    parser.add_argument(
+        "--latency",
+        default="0",
+        metavar="SPEC",
+        help="0 | 300ms | uniform:100ms-2s | lognormal:800ms:0.5 (median:sigma)",
     )
     parser.add_argument(
         "--fault",
@@ -37,11 +48,19 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="KIND=RATE",
         help=f"inject a fault in this share of requests (0..1); KIND: {', '.join(FAULT_KINDS)}",
     )
-    parser.add_argument("--capacity", type=int, default=None, help="429 past this many tasks in flight")
     parser.add_argument(
-        "--balance", type=float, default=None, help="credit in USD; then 402 insufficientCredits"
+        "--capacity", type=int, default=None, metavar="N", help="429 past this many tasks in flight"
     )
-    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429-retry-after (s)")
+    parser.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="credit in USD; then 402 insufficientCredits",
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=1.0, metavar="S", help="Retry-After of 429-retry-after (s)"
+    )
     parser.set_defaults(func=_handle)
 
 
