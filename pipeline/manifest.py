@@ -91,6 +91,7 @@ class Manifest:
         self._dup_first: dict[Any, int] = {}
         self._content_seen: dict[Any, tuple[str, int]] = {}
         self._refs = refs
+        self._rules: tuple[list[pl.Expr], ...] | None = None
 
     def __enter__(self) -> Manifest:
         return self
@@ -148,10 +149,17 @@ class Manifest:
             yield self._validate(raw, fingerprint_ids)
 
     def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
-        present = self.columns.present
-        frame = raw.with_columns(self._id_expr(), _k=self._key_expr())
-        frame = frame.with_columns(resolve_exprs(present, self.spec.defaults))
-        frame = frame.with_columns(_reason=reason_expr(present, model_profiles()))
+        if self._rules is None:  # built once: the expressions are the same for every batch
+            present = self.columns.present
+            self._rules = (
+                [self._id_expr(), self._key_expr().alias("_k")],
+                resolve_exprs(present, self.spec.defaults),
+                [reason_expr(present, model_profiles()).alias("_reason")],
+            )
+        lazy = raw.lazy()
+        for exprs in self._rules:
+            lazy = lazy.with_columns(exprs)
+        frame = lazy.collect()
         if not self.columns.has_id:
             frame = frame.with_columns(hash_texts(frame["_id"], ID_LENGTH))
         frame = frame.with_columns(_reason=pl.coalesce(pl.col("_reason"), self._id_reasons(frame)))
