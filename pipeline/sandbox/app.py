@@ -45,7 +45,12 @@ def _json(payload: object) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+class _TooLarge(Exception):
+    pass
+
+
 async def _read_body(receive: Receive) -> bytes | None:
+    """The request body; None if the client went away; ``_TooLarge`` past ``_MAX_BODY``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -55,7 +60,7 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > _MAX_BODY:
-            return None
+            raise _TooLarge
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -105,7 +110,12 @@ class SandboxApp:
             )
 
     async def _tasks(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive)
+        except _TooLarge:
+            error = {"code": "payloadTooLarge", "message": f"The request body is over {_MAX_BODY} bytes."}
+            await _send(send, 413, _json({"errors": [error]}), [_JSON])
+            return
         if body is None:
             return
         authorization = None
@@ -163,9 +173,8 @@ class SandboxApp:
         if method != "POST" or name not in ("faults", "balance"):
             await _send(send, 404, _json({"error": f"no admin endpoint {method} /sandbox/{name}"}), [_JSON])
             return
-        body = await _read_body(receive)
         try:
-            payload = json.loads(body or b"{}")
+            payload = json.loads(await _read_body(receive) or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
             if name == "faults":
@@ -174,7 +183,7 @@ class SandboxApp:
             else:
                 sandbox.billing.top_up(Decimal(str(payload["usd"])))
                 result = sandbox.billing_summary()
-        except (ValueError, KeyError, ValidationError, InvalidOperation) as exc:
+        except (ValueError, KeyError, ValidationError, InvalidOperation, _TooLarge) as exc:
             await _send(send, 400, _json({"error": _reason(exc)}), [_JSON])
             return
         await _send(send, 200, _json(result), [_JSON])
