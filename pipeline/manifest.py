@@ -48,13 +48,12 @@ class ManifestBatch:
 
 
 def read_manifest(spec: JobSpec, batch_size: int = 10_000) -> Iterator[ManifestBatch]:
-    """Accepted rows and rejects of ``spec.manifest``, batch by batch (file checks happen first)."""
-    manifest = open_manifest(spec, batch_size)
-    return _batches(manifest, batch_size)
+    """Accepted rows and rejects of ``spec.manifest``, batch by batch.
 
-
-def _batches(manifest: Manifest, batch_size: int) -> Iterator[ManifestBatch]:
-    with manifest:
+    The file is checked as a whole at the first ``next()`` (a ``ManifestError`` then, before any
+    batch), so a caller can do that slow first step in a worker thread.
+    """
+    with open_manifest(spec, batch_size) as manifest:
         for frame in manifest.frames(batch_size):
             yield manifest.to_batch(frame)
 
