@@ -65,9 +65,10 @@ def task() -> list[dict[str, object]]:
     ]
 
 
-async def drive_raw(url: str, seconds: float, concurrency: int) -> tuple[int, int]:
+async def drive_raw(url: str, seconds: float, concurrency: int, fetch: bool = False) -> tuple[int, int]:
     """Like ``drive`` but with a minimal keep-alive HTTP/1.1 client on asyncio streams: far cheaper per
-    request than httpx, so on a small machine the server, not the client, is what gets measured."""
+    request than httpx, so on a small machine the server, not the client, is what gets measured.
+    With ``fetch`` each answer's image is downloaded too (rendered on that first GET)."""
     import asyncio
 
     parsed = httpx.URL(url)
@@ -83,19 +84,27 @@ async def drive_raw(url: str, seconds: float, concurrency: int) -> tuple[int, in
         )
         return head.encode() + body
 
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bytes:
+        writer.write(data)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        body = await reader.readexactly(length)
+        return body if head.startswith(b"HTTP/1.1 200") else b""
+
     async def worker() -> None:
         nonlocal ok, failed
         reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
         try:
             while time.perf_counter() < deadline:
-                writer.write(request())
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                await reader.readexactly(length)
-                if head.startswith(b"HTTP/1.1 200"):
+                body = await exchange(reader, writer, request())
+                if body and fetch:
+                    path = httpx.URL(json.loads(body)["data"][0]["imageURL"]).raw_path.decode()
+                    get = f"GET {path} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n\r\n"
+                    body = await exchange(reader, writer, get.encode())
+                if body:
                     ok += 1
                 else:
                     failed += 1
@@ -129,9 +138,19 @@ async def drive(url: str, seconds: float, concurrency: int) -> tuple[int, int]:
     return ok, failed
 
 
-def client_process(client: str, url: str, seconds: float, concurrency: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    func = drive_raw if client == "raw" else drive
-    out.put(anyio.run(func, url, seconds, concurrency, backend_options={"use_uvloop": True}))
+def client_process(
+    client: str,
+    url: str,
+    seconds: float,
+    concurrency: int,
+    fetch: bool,
+    out: mp.Queue,  # type: ignore[type-arg]
+) -> None:
+    if client == "raw":
+        result = anyio.run(drive_raw, url, seconds, concurrency, fetch, backend_options={"use_uvloop": True})
+    else:
+        result = anyio.run(drive, url, seconds, concurrency, backend_options={"use_uvloop": True})
+    out.put(result)
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -146,7 +165,9 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not start")
 
 
-def measure(cmd: list[str], port: int, path: str, args: argparse.Namespace) -> tuple[float, int]:
+def measure(
+    cmd: list[str], port: int, path: str, args: argparse.Namespace, fetch: bool = False
+) -> tuple[float, int]:
     """Requests per second (200s only) and the number of failures, against the server ``cmd`` starts."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -157,7 +178,8 @@ def measure(cmd: list[str], port: int, path: str, args: argparse.Namespace) -> t
         queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
         procs = [
             mp.Process(
-                target=client_process, args=(args.client, base + path, args.seconds, args.concurrency, queue)
+                target=client_process,
+                args=(args.client, base + path, args.seconds, args.concurrency, fetch, queue),
             )
             for _ in range(args.clients)
         ]
@@ -185,13 +207,16 @@ def main() -> None:
     parser.add_argument(
         "--client", choices=("raw", "httpx"), default="raw", help="raw asyncio HTTP/1.1 (default) or httpx"
     )
+    parser.add_argument(
+        "--fetch", action="store_true", help="also download each image (raw client; renders on first GET)"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare-uvicorn baseline")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
     port = free_port()
     sandbox_cmd = [sys.executable, "-m", "pipeline", "sandbox", "--quiet", "--port", str(port)]
-    sandbox_rps, failures = measure(sandbox_cmd, port, "/v1", args)
+    sandbox_rps, failures = measure(sandbox_cmd, port, "/v1", args, fetch=args.fetch)
     result: dict[str, object] = {
         "sandbox_rps": round(sandbox_rps),
         "failures": failures,
@@ -199,8 +224,9 @@ def main() -> None:
         "clients": args.clients,
         "concurrency": args.concurrency,
         "seconds": args.seconds,
+        "fetch": args.fetch,
     }
-    if not args.no_baseline:
+    if not (args.no_baseline or args.fetch):
         port = free_port()
         baseline_rps, _ = measure([sys.executable, "-c", _BASELINE_APP, str(port)], port, "/", args)
         result["baseline_rps"] = round(baseline_rps)
