@@ -109,24 +109,36 @@ _CSV_LINES: dict[str, Any] = {
 }
 
 
-def _lines(path: Path, events: tuple[str, ...]) -> pl.DataFrame | None:
-    """``seq`` (line number) and ``line`` (text) of the events of a kind in ``events``, in one streaming
-    pass (polars reads a file of one text column far faster than JSON, and keeps only these lines).
-    None when a line other than the last is not a JSON object: the slow reader then names it.
+def _task_filter(exclude: pl.Series | None, include: pl.Series | None) -> pl.Expr:
+    """Lines whose task UUID is not in ``exclude`` / is in ``include`` (found by pattern, not parsed)."""
+    task = pl.col("line").str.extract(r'"task_uuid"\s*:\s*"([^"\\]*)"', 1)
+    keep = pl.lit(True)
+    if exclude is not None:
+        keep = keep & ~task.is_in(exclude.implode()).fill_null(False)
+    if include is not None:
+        keep = keep & task.is_in(include.implode()).fill_null(False)
+    return keep
+
+
+def _lines(path: Path, events: tuple[str, ...], keep: pl.Expr) -> pl.DataFrame | None:
+    """``seq`` (line number) and ``line`` (text) of the events of a kind in ``events`` that ``keep``
+    selects, in one streaming pass: polars reads a file of one text column far faster than JSON, and
+    holds only the lines kept. None when a line other than the last is not a JSON object (the slow reader
+    then names it).
     """
     data = _complete_bytes(path)
     if data == b"":
         return pl.DataFrame(schema={"seq": pl.Int64(), "line": pl.String()})
     text = pl.col("line")  # null for an empty line
     bad = text.is_not_null() & ~(text.str.starts_with("{") & text.str.ends_with("}"))
-    wanted = text.str.contains(rf'"event"\s*:\s*"({"|".join(events)})"')
+    wanted = text.str.contains(rf'"event"\s*:\s*"({"|".join(events)})"') & keep
     try:
         if data is None:
             scan = pl.scan_csv(path, **_CSV_LINES, row_index_name="seq", row_index_offset=1)
         else:
             scan = pl.read_csv(data, **_CSV_LINES).with_row_index("seq", offset=1).lazy()
-        picked = scan.filter(wanted | bad).with_columns(pl.col("seq").cast(pl.Int64()), bad=bad)
-        lines = picked.collect(engine="streaming")
+        picked = scan.filter(wanted.fill_null(False) | bad)
+        lines = picked.with_columns(pl.col("seq").cast(pl.Int64()), bad=bad).collect(engine="streaming")
         flagged = lines.filter("bad")["seq"]
         if flagged.len() and (flagged.len() > 1 or flagged[0] != scan.select(pl.len()).collect().item()):
             return None
@@ -145,14 +157,9 @@ def _read(
 ) -> pl.DataFrame:
     """``seq`` and the fields in ``schema`` of the events of a kind in ``events``, leaving out the task
     UUIDs in ``exclude`` / keeping only those in ``include`` before any JSON is decoded."""
-    lines = _lines(path, events)
+    lines = _lines(path, events, _task_filter(exclude, include))
     frame = None
     if lines is not None:
-        task = pl.col("line").str.extract(r'"task_uuid"\s*:\s*"([^"\\]*)"', 1)
-        if exclude is not None:
-            lines = lines.filter(~task.is_in(exclude.implode()).fill_null(False))
-        if include is not None:
-            lines = lines.filter(task.is_in(include.implode()).fill_null(False))
         try:
             decoded = pl.col("line").str.json_decode(pl.Struct(schema)).struct.unnest()
             frame = lines.select("seq", decoded)
