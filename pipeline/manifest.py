@@ -4,9 +4,11 @@
         batch.rows      # list[Row]: accepted rows, in manifest order
         batch.rejects   # list[Reject]: row number, id and reason of each bad row
 
-Opening a manifest checks the file as a whole before the first batch (readable, columns present, every
-model known, duplicate ids found), so a bad file stops a run before anything is sent. Row rules are
-polars expressions (``manifest_rules``); references, ids and fingerprints are per batch.
+Opening a manifest checks the file as a whole before the first batch: it is copied in one streaming
+pass to a private Parquet snapshot (so every byte is decoded), columns are mapped, every model must be
+known, duplicate ids are found. A bad file thus stops a run before anything is sent. Batches are then
+read from the snapshot one row group at a time. Row rules are polars expressions (``manifest_rules``);
+references (``manifest_refs``), ids and fingerprints are computed per batch.
 """
 
 from __future__ import annotations

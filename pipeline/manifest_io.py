@@ -44,6 +44,8 @@ def scan_table(path: Path) -> pl.LazyFrame:
         raise ManifestError(path, "no such file")
     if not path.is_file():
         raise ManifestError(path, "not a file")
+    if path.stat().st_size == 0:
+        raise ManifestError(path, "the file is empty (not even a header line)")
     with table_errors(path):
         if fmt == "csv":
             lf = pl.scan_csv(path, infer_schema=False, raise_if_empty=True)

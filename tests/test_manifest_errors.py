@@ -66,6 +66,8 @@ BAD_INPUTS = [
         id="unclosed quote",
     ),
     pytest.param(_job(""), "the file is empty", id="empty CSV"),
+    pytest.param(_job("", "m.jsonl"), "the file is empty", id="empty JSONL"),
+    pytest.param(_job(b"", "m.parquet"), "the file is empty", id="empty Parquet"),
     pytest.param(_job("id,text\na,p\n"), "no prompt column", id="no prompt column"),
     pytest.param(
         _job(OK, spec='[columns]\nid = "sku"\n'),
