@@ -114,4 +114,4 @@ async def show_progress(tally: Tally, console: Console, interval: float = 10.0) 
                 live.update(Text(format_line(tally.snapshot())))
     while True:
         await anyio.sleep(interval)
-        console.print(format_line(tally.snapshot()), highlight=False, markup=False)
+        console.print(format_line(tally.snapshot()), highlight=False, markup=False, soft_wrap=True)
