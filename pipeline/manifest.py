@@ -167,7 +167,10 @@ class Manifest:
         frame = self._refs.apply(frame)
         wanted = pl.col("_reason").is_null()
         if fingerprint_ids is not None:
-            wanted = wanted & pl.col("_id").is_in(fingerprint_ids.implode())
+            # Narrow the (large) id list to this batch first: hashing the batch's ids and probing the
+            # list is ~8x cheaper than hashing the whole list for every batch.
+            here = fingerprint_ids.filter(fingerprint_ids.is_in(frame["_id"].drop_nulls().implode()))
+            wanted = wanted & pl.col("_id").is_in(here.implode())
         fp = pl.when(wanted).then(fingerprint_text_expr(pl.col("_refkeys")))
         frame = frame.with_columns(_fp=fp)
         return frame.with_columns(hash_texts(frame["_fp"]))
