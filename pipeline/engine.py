@@ -32,11 +32,11 @@ from pipeline.errors import (
 from pipeline.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
-from pipeline.ledger import IN_DOUBT, LedgerState, LedgerWriter, task_uuid_for
+from pipeline.ledger import LedgerState, LedgerWriter, task_uuid_for
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
 from pipeline.outcome import Outcome, Stop
 from pipeline.progress import Tally
-from pipeline.reconcile import Poll, StillInDoubtError, settle
+from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
 from pipeline.retry import Backoff, retry_policy
 from pipeline.rows import ImageRequest, Row
 from pipeline.runware import (
@@ -49,7 +49,7 @@ from pipeline.runware import (
 )
 from pipeline.uploads import ReferenceUploader
 
-__all__ = ["Engine", "EngineHooks", "row_from_submitted"]
+__all__ = ["Engine", "EngineHooks"]
 
 
 @dataclass
@@ -79,23 +79,6 @@ class _FatalInDoubt(Exception):
 
 class _RowFailed(Exception):
     """The row failed for good (already recorded)."""
-
-
-def row_from_submitted(ev: SubmittedEvent) -> Row:
-    """The row a ``submitted`` event was sent for (to reconcile or resubmit it after a crash)."""
-    r = ev.request
-    request = ImageRequest(
-        model=r["model"],
-        prompt=r["prompt"],
-        width=int(r["width"]),
-        height=int(r["height"]),
-        quality=r["quality"],
-        background=r["background"],
-        output_format=r["output_format"],
-        number_results=int(r["number_results"]),
-        reference_images=tuple(r.get("reference_images") or ()),
-    )
-    return Row(0, ev.id, ev.fingerprint, request, dict(ev.passthrough))
 
 
 class Engine:
@@ -205,7 +188,7 @@ class Engine:
         try:
             await self._verdict(row, submitted.task_uuid, reserved, send_first=False, last=False)
         except (_RowFailed, _Stopped, StillInDoubtError, TransientError):
-            pass
+            self.budget.release(reserved)
         finally:
             self.tally.in_flight -= 1
             self._rows.release()
@@ -254,14 +237,17 @@ class Engine:
 
     async def _row_task(self, row: Row, reserved: Decimal) -> None:
         self.tally.in_flight += 1
+        paid = False
         try:
-            await self._generate(row, reserved)
+            await self._generate(row, reserved)  # returns only on success (which settles the budget)
+            paid = True
         except _Stopped:
-            self.budget.release(reserved)
             self.outcome.left_usd += reserved
         except (_RowFailed, StillInDoubtError, TransientError):
             pass
         finally:
+            if not paid:
+                self.budget.release(reserved)
             self.tally.in_flight -= 1
             self._rows.release()
             self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending")
@@ -432,6 +418,3 @@ class Engine:
             with attempt:
                 return await self._client.upload(image)
         raise AssertionError("unreachable")
-
-    def in_doubt_count(self) -> int:
-        return sum(1 for r in self.state.rows.values() if r.state == IN_DOUBT)

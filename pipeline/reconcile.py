@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import anyio
 
 from pipeline.errors import FatalProviderError, ProviderError, TransientProviderError
+from pipeline.events import SubmittedEvent
 from pipeline.limits import Clock, Sleep
+from pipeline.rows import ImageRequest, Row
 from pipeline.runware import GeneratedImage, RunwareClient, TaskConflictError
 
-__all__ = ["Poll", "StillInDoubtError", "settle"]
+__all__ = ["Poll", "StillInDoubtError", "row_from_submitted", "settle"]
 
 Resubmit = Callable[[], Awaitable[list[GeneratedImage]]]
 
@@ -86,3 +88,20 @@ async def _ask(
         except (TaskConflictError, TransientProviderError):
             return None  # already there after all, or refused for now: ask again
     return list(status.images) if status.state == "success" else None
+
+
+def row_from_submitted(ev: SubmittedEvent) -> Row:
+    """The row a ``submitted`` event was sent for (to reconcile or resubmit it after a crash)."""
+    r = ev.request
+    request = ImageRequest(
+        model=r["model"],
+        prompt=r["prompt"],
+        width=int(r["width"]),
+        height=int(r["height"]),
+        quality=r["quality"],
+        background=r["background"],
+        output_format=r["output_format"],
+        number_results=int(r["number_results"]),
+        reference_images=tuple(r.get("reference_images") or ()),
+    )
+    return Row(0, ev.id, ev.fingerprint, request, dict(ev.passthrough))

@@ -224,6 +224,16 @@ class TestStops:
         assert float(outcome2.spent_usd) == pytest.approx(10 * 0.011)
 
 
+    @pytest.mark.anyio
+    async def test_failed_rows_give_their_reservation_back(self, tmp_path: Path) -> None:
+        """Rows refused for good cost nothing: the budget still pays for four successes."""
+        spec, fake = make_spec(tmp_path, budget_usd=0.05, concurrency=1), FakeRunware(script=["400", "400"])
+        outcome = await run(spec, fake, [make_row(i) for i in range(10)])
+        assert outcome.rows["failed"] == 2
+        assert outcome.rows["succeeded"] == 4
+        assert outcome.exit_code() == 3
+
+
 class TestResume:
     @pytest.mark.anyio
     async def test_task_in_doubt_after_a_crash_is_recovered(self, tmp_path: Path) -> None:
