@@ -116,6 +116,7 @@ class Engine:
         self._uploader = ReferenceUploader(client, state.uploads, self.record, upload=self._upload)
         self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
         self._halted = anyio.Event()
+        self._budget_event = anyio.Event()
         self.outcome = Outcome()
         self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
 
@@ -188,7 +189,7 @@ class Engine:
         try:
             await self._verdict(row, submitted.task_uuid, reserved, send_first=False, last=False)
         except (_RowFailed, _Stopped, StillInDoubtError, TransientError):
-            self.budget.release(reserved)
+            self._release(reserved)
         finally:
             self.tally.in_flight -= 1
             self._rows.release()
@@ -219,7 +220,7 @@ class Engine:
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)
         self._check_deadline()
-        if not self.stopping and not self.budget.try_reserve(estimate):
+        if not self.stopping and not await self._reserve(estimate):
             self.stop(Stop.BUDGET)
         if self.stopping:
             self.outcome.count("pending")
@@ -228,6 +229,22 @@ class Engine:
         self._update_mean(estimate)
         await self._rows.acquire()
         tg.start_soon(self._row_task, row, estimate)
+
+    async def _reserve(self, estimate: Decimal) -> bool:
+        """Reserve ``estimate``; while it does not fit, wait for reservations in flight to settle."""
+        while not self.budget.try_reserve(estimate):
+            if self.budget.reserved <= 0 or self.halted:
+                return False
+            await self._budget_event.wait()
+        return True
+
+    def _release(self, reserved: Decimal) -> None:
+        self.budget.release(reserved)
+        self._budget_moved()
+
+    def _budget_moved(self) -> None:
+        self._budget_event.set()
+        self._budget_event = anyio.Event()
 
     def _update_mean(self, estimate: Decimal) -> None:
         n = self.tally.seen or 1
@@ -247,7 +264,7 @@ class Engine:
             pass
         finally:
             if not paid:
-                self.budget.release(reserved)
+                self._release(reserved)
             self.tally.in_flight -= 1
             self._rows.release()
             self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending")
@@ -409,6 +426,7 @@ class Engine:
             )
         )
         self.budget.settle(reserved, cost)
+        self._budget_moved()
         self.tally.spent_usd = self.budget.spent
         self.tally.done += 1
         self.tally.images += len(images)
