@@ -349,3 +349,16 @@ class TestBilling:
         assert billing["duplicate_prompts"] == 2
         assert billing["duplicate_tasks"] == 0
         assert billing["total_usd"] == 0.044
+
+    async def test_every_charge_is_listed(self, sandbox: SandboxHandle, http: httpx.AsyncClient) -> None:
+        """GET /sandbox/charges lists each charged task with its images and their cost."""
+        task = inference(numberResults=2, width=1536)
+        items = (await http.post(sandbox.url, json=[task], headers=AUTH)).json()["data"]
+        charges = (await http.get(f"{sandbox.base_url}/sandbox/charges")).json()["charges"]
+        assert charges == [
+            {
+                "task_uuid": task["taskUUID"],
+                "cost_usd": 0.03,
+                "images": [{"image_uuid": item["imageUUID"], "cost_usd": 0.015} for item in items],
+            }
+        ]

@@ -167,6 +167,10 @@ class SandboxApp:
         if name == "billing" and method == "GET":
             await _send(send, 200, _json(sandbox.billing_summary()), [_JSON])
             return
+        if name == "charges" and method == "GET":
+            charges = [charge.as_json() for charge in list(sandbox.billing.charges)]
+            await _send(send, 200, _json({"charges": charges}), [_JSON])
+            return
         if name == "faults" and method == "GET":
             await _send(send, 200, _json(sandbox.settings.model_dump(exclude={"api_key"})), [_JSON])
             return

@@ -18,9 +18,20 @@ __all__ = ["Billing", "Charge"]
 
 @dataclass(frozen=True, slots=True)
 class Charge:
+    """One completed task's charge: its images and what they cost together."""
+
     task_uuid: str
     images: int
     cost_usd: Decimal
+    image_uuids: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        each = float(self.cost_usd / self.images) if self.images else 0.0
+        return {
+            "task_uuid": self.task_uuid,
+            "cost_usd": float(self.cost_usd),
+            "images": [{"image_uuid": image, "cost_usd": each} for image in self.image_uuids],
+        }
 
 
 @dataclass
@@ -34,9 +45,16 @@ class Billing:
     _by_task: Counter[str] = field(default_factory=Counter)
     _by_prompt: Counter[tuple[object, ...]] = field(default_factory=Counter)
 
-    def charge(self, task_uuid: str, prompt_key: tuple[object, ...], images: int, cost: Decimal) -> None:
+    def charge(
+        self,
+        task_uuid: str,
+        prompt_key: tuple[object, ...],
+        images: int,
+        cost: Decimal,
+        image_uuids: tuple[str, ...] = (),
+    ) -> None:
         """Record one completed task's charge."""
-        self.charges.append(Charge(task_uuid, images, cost))
+        self.charges.append(Charge(task_uuid, images, cost, image_uuids))
         self.total_usd += cost
         self.images += images
         self._by_task[task_uuid] += 1

@@ -224,8 +224,9 @@ class Sandbox:
         """The task is done: register its images, charge it, make its result retrievable."""
         task = record.task
         items = [self.images.register(task, index, self.base_url) for index in range(task.number_results)]
+        image_uuids = tuple(item["imageUUID"] for item in items)
         self.billing.charge(
-            task.task_uuid, task.prompt_key(), task.number_results, task.price_usd * len(items)
+            task.task_uuid, task.prompt_key(), len(items), task.price_usd * len(items), image_uuids
         )
         record.items = items
         record.completed_at = time.monotonic()
