@@ -48,6 +48,7 @@ def scan_table(path: Path) -> pl.LazyFrame:
         raise ManifestError(path, "the file is empty (not even a header line)")
     with table_errors(path):
         if fmt == "csv":
+            _check_csv_header(path)
             lf = pl.scan_csv(path, infer_schema=False, raise_if_empty=True)
         elif fmt == "parquet":
             lf = pl.scan_parquet(path)
@@ -87,6 +88,17 @@ class Snapshot:
 
     def close(self) -> None:
         self._cleanup()
+
+
+def _check_csv_header(path: Path) -> None:
+    """polars silently renames a repeated column (``id_duplicated_0``); a repeated name is an error."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise ManifestError(path, f"column {name!r} appears more than once in the header")
+        seen.add(name)
 
 
 @contextmanager

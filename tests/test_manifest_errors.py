@@ -70,6 +70,11 @@ BAD_INPUTS = [
     pytest.param(_job(b"", "m.parquet"), "the file is empty", id="empty Parquet"),
     pytest.param(_job("id,text\na,p\n"), "no prompt column", id="no prompt column"),
     pytest.param(
+        _job("id,prompt,id\na,p,b\n"),
+        "column 'id' appears more than once in the header",
+        id="repeated column",
+    ),
+    pytest.param(
         _job(OK, spec='[columns]\nid = "sku"\n'),
         "column 'sku' (columns.id in the job spec) is not in the file",
         id="mapped column absent",
