@@ -223,7 +223,6 @@ class TestStops:
         assert len(fake2.tasks) == 6
         assert float(outcome2.spent_usd) == pytest.approx(10 * 0.011)
 
-
     @pytest.mark.anyio
     async def test_failed_rows_give_their_reservation_back(self, tmp_path: Path) -> None:
         """Rows refused for good cost nothing: the budget still pays for four successes."""

@@ -79,7 +79,6 @@ class TestAdaptiveWindow:
             slot.backoff()
         assert window.limit == 5
 
-
     @pytest.mark.anyio
     async def test_cancelled_waiter_does_not_leak_a_place(self) -> None:
         """A waiter cancelled while queued leaves the window's count intact."""
