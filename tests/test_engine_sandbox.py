@@ -261,3 +261,35 @@ class TestSignals:
         rerun.communicate(timeout=60)
         assert rerun.returncode == 0
         assert_billed_once(sb, 30)
+
+    def test_second_sigint_cancels_at_once_and_the_next_run_reconciles(
+        self, tmp_path: Path, sandbox_factory: Any
+    ) -> None:
+        """Two SIGINTs: exit 130 without waiting for slow tasks (left in doubt); the next run records
+        them from getResponse, paying nothing twice."""
+        sb = sandbox_factory(latency="3s")
+        job = write_job(tmp_path, sb.url, 8, concurrency=4, request_timeout_s=30)
+        ledger = tmp_path / "out" / LEDGER_NAME
+        proc = cli(job)
+        wait_for(lambda: ledger.exists() and ledger.read_text().count('"submitted"') >= 4)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+        assert proc.returncode == 130
+        assert in_doubt_now(job) >= 1
+        rerun = cli(job)
+        rerun.communicate(timeout=120)
+        assert rerun.returncode == 0
+        assert in_doubt_now(job) == 0
+        assert_billed_once(sb, 8)
+
+
+def in_doubt_now(job: Path) -> int:
+    open_tasks: set[str] = set()
+    for event in read_events(job.parent / "out" / LEDGER_NAME):
+        if event.kind == "submitted":
+            open_tasks.add(event.task_uuid)
+        elif event.kind in ("succeeded", "failed"):
+            open_tasks.discard(event.task_uuid)
+    return len(open_tasks)
