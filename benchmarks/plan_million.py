@@ -3,12 +3,13 @@
     uv run python benchmarks/plan_million.py            # 1,000,000 rows (default)
     uv run python benchmarks/plan_million.py --rows 200000
 
-Generates under benchmarks/.data/ (gitignored): a Parquet manifest in the shape of a catalog job (sku,
-category and locale passthrough; per-row quality/size overrides; URL, local-file and reference-set
-references), a reference-sets file with real PNGs, and a ledger in which the first half of the rows
-succeeded (as after an interrupted run; 1.5 lines per row). Then runs `pipeline plan --json` in a fresh
-subprocess for each case and reports wall time and the child's peak RSS (os.wait4 rusage), with a
-10,000-row plan as the baseline measured in the same run (start-up cost: Python, polars, the CLI).
+Generates under benchmarks/.data/ (gitignored), in a process of its own: a Parquet manifest shaped like a
+catalog job (sku, category and locale passthrough; per-row quality/size overrides; URL, local-file and
+reference-set references) and the same rows as CSV, a reference-sets file with real PNGs, and a ledger in
+which the first half of the rows succeeded (a submitted and a succeeded line each). Then runs
+`pipeline plan --json` in a fresh process per case, which reports its own peak RSS and CPU time
+(getrusage), and prints those with the wall time; a 10,000-row plan measured in the same run is the
+baseline (start-up cost: Python, polars, the CLI).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def make_manifest(folder: Path, rows: int) -> Path:
     )
     path = folder / "manifest.parquet"
     frame.write_parquet(path)
+    # The same rows as CSV (references `|`-separated), to compare the formats.
+    frame.with_columns(pl.col("reference_images").list.join("|")).write_csv(folder / "manifest.csv")
     return path
 
 
@@ -149,6 +152,7 @@ def generate(rows: int) -> None:
     write_spec(small_dir, "baseline", make_manifest(small_dir, 10_000), "out")
     big_manifest = make_manifest(big_dir, rows)
     write_spec(big_dir, "fresh", big_manifest, "out-fresh")
+    write_spec(big_dir, "fresh-csv", big_manifest.with_suffix(".csv"), "out-fresh-csv")
     lines = make_ledger(write_spec(big_dir, "resumed", big_manifest, "out-resumed"))
     print(f"generated {rows:,} rows + a {lines:,}-line ledger in {time.perf_counter() - t:.1f} s", flush=True)
     print(f"manifest: {big_manifest} ({big_manifest.stat().st_size / 2**20:.1f} MiB)", flush=True)
@@ -169,6 +173,7 @@ def main() -> None:
     cases = [
         ("10k rows (baseline)", DATA / "small" / "baseline.toml"),
         (f"{args.rows:,} rows, no ledger", big_dir / "fresh.toml"),
+        (f"{args.rows:,} rows as CSV, no ledger", big_dir / "fresh-csv.toml"),
         (f"{args.rows:,} rows, ledger with half done", big_dir / "resumed.toml"),
     ]
     results = []
