@@ -107,6 +107,7 @@ class Engine:
         self.tally = tally or Tally(self.hooks.clock)
         limits = spec.limits
         self.window = AdaptiveWindow(limits.concurrency, probe=True)
+        self.tally.requests_in_flight = lambda: self.window.in_flight
         self.gate = PauseGate(clock=self.hooks.clock, sleep=self._nap)
         self._requests = TokenBucket(limits.requests_per_minute, clock=self.hooks.clock, sleep=self._nap)
         self._images = TokenBucket(limits.images_per_minute, clock=self.hooks.clock, sleep=self._nap)

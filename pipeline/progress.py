@@ -10,6 +10,7 @@ A terminal gets a rich live line; anything else gets a plain log line every ``in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -63,7 +64,8 @@ class Tally:
         self.skipped = 0  # done or failed for good before this run
         self.done = 0
         self.failed = 0
-        self.in_flight = 0
+        self.in_flight = 0  # rows in progress (sending, retrying, downloading)
+        self.requests_in_flight: Callable[[], int] | None = None  # shown instead, when set
         self.images = 0
         self.manifest_done = False
         self.spent_usd = Decimal(0)  # across runs
@@ -77,7 +79,7 @@ class Tally:
             seen=self.seen,
             done=self.done,
             failed=self.failed,
-            in_flight=self.in_flight,
+            in_flight=self.in_flight if self.requests_in_flight is None else self.requests_in_flight(),
             skipped=self.skipped,
             images=self.images,
             elapsed=self._clock() - self.started,
