@@ -200,6 +200,20 @@ class TestProviderStops:
                 assert KEY.encode() not in path.read_bytes()
 
 
+class TestDelivery:
+    @pytest.mark.anyio
+    async def test_async_delivery_polls_get_response(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """[provider] delivery = "async": tasks are acknowledged, then polled to success, billed once."""
+        sb = sandbox_factory(latency="50ms")
+        job = write_job(tmp_path, sb.url, 12)
+        job.write_text(job.read_text().replace("[limits]", 'delivery = "async"\n[limits]'))
+        spec = load_job_spec(job)
+        outcome = await run_job(spec, Provider(sb.url, KEY, delivery="async"), handle_signals=False)
+        assert outcome.exit_code() == 0
+        assert_billed_once(sb, 12)
+        assert len(results(job)) == 12
+
+
 class TestMoney:
     @pytest.mark.anyio
     async def test_budget_stops_and_a_larger_one_finishes(self, tmp_path: Path, sandbox_factory: Any) -> None:
@@ -262,6 +276,7 @@ class TestSignals:
         assert rerun.returncode == 0
         assert_billed_once(sb, 30)
 
+    @pytest.mark.slow
     def test_second_sigint_cancels_at_once_and_the_next_run_reconciles(
         self, tmp_path: Path, sandbox_factory: Any
     ) -> None:
