@@ -51,6 +51,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         },
         "images": plan.images,
         "estimate_usd": float(plan.estimate_usd),
+        "spent_usd": float(plan.spent_usd),
         "estimate": [
             {
                 "model": line.model,
@@ -82,7 +83,8 @@ def _rows_table(plan: Plan) -> Table:
     ]
     table.add_row("new", f"{rows.new:,}", f"of which {', '.join(retry)}" if retry else "")
     table.add_row("changed", f"{rows.changed:,}", "edited since they were sent" if rows.changed else "")
-    ledger = f"from {plan.ledger}" if plan.ledger else "no ledger yet: nothing done"
+    spent = f"; ${plan.spent_usd:,.4f} spent so far" if plan.spent_usd else ""
+    ledger = f"from {plan.ledger}{spent}" if plan.ledger else "no ledger yet: nothing done"
     table.add_row("done", f"{rows.done:,}", ledger)
     return table
 

@@ -19,12 +19,21 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.jobspec import JobSpec, Limits
-from pipeline.ledger import LEDGER_NAME, read_row_states
+from pipeline.ledger import LEDGER_NAME, load_state, read_row_states
 from pipeline.manifest import Reject, open_manifest
 from pipeline.profiles import load_model_profile
 from pipeline.results import REJECTS_COLUMNS, REJECTS_NAME, write_frame
 
-__all__ = ["CostLine", "Plan", "RowCounts", "build_plan", "classify", "cost_lines", "time_estimate_s"]
+__all__ = [
+    "CostLine",
+    "Plan",
+    "RowCounts",
+    "build_plan",
+    "classify",
+    "cost_lines",
+    "ledger_spend",
+    "time_estimate_s",
+]
 
 _GROUP = ("model", "quality", "width", "height")
 _SEND = ("new", "changed")
@@ -85,6 +94,7 @@ class Plan:
     rejects: list[Reject]
     rejects_path: Path
     concurrency: int = 16
+    spent_usd: Decimal = Decimal(0)  # what the ledger says this job has already cost
 
     @property
     def estimate_usd(self) -> Decimal:
@@ -138,15 +148,32 @@ def time_estimate_s(groups: pl.DataFrame, limits: Limits) -> float:
     return seconds
 
 
-def plan_warnings(spec: JobSpec, models: set[str], estimate: Decimal, today: dt.date) -> list[str]:
+def ledger_spend(path: Path) -> Decimal:
+    """The job's spend so far: the provider's costs on the ledger's ``succeeded`` lines, summed exactly."""
+    if not path.exists() or path.stat().st_size == 0:
+        return Decimal(0)
+    schema = {"event": pl.String, "cost_usd": pl.Float64}
+    try:
+        costs = pl.scan_ndjson(path, schema=schema).filter(pl.col("event") == "succeeded")
+        # Costs are decimal numbers of at most a few places: rounding to 9 then Decimal is exact.
+        total = costs.select(pl.col("cost_usd").round(9).cast(pl.Decimal(38, 9)).sum()).collect().item()
+    except pl.exceptions.PolarsError:  # a torn last line: the ledger's own reader copes with it
+        return load_state(path).spent_usd
+    return Decimal(0) if total is None else Decimal(total).normalize()
+
+
+def plan_warnings(
+    spec: JobSpec, models: set[str], estimate: Decimal, today: dt.date, spent: Decimal = Decimal(0)
+) -> list[str]:
     warnings = []
     for model in sorted(models):
         if (text := load_model_profile(model).lifecycle_warning(today)) is not None:
             warnings.append(text)
     budget = spec.limits.budget_usd
-    if budget is not None and estimate > Decimal(str(budget)):
+    if budget is not None and spent + estimate > Decimal(str(budget)):
+        so_far = f" + ${spent:,.4f} already spent" if spent else ""
         warnings.append(
-            f"the estimate (${estimate:,.4f}) is over budget_usd (${budget:,.2f}): "
+            f"the estimate (${estimate:,.4f}{so_far}) is over budget_usd (${budget:,.2f}): "
             "the run will stop at the budget with work left (exit 3)"
         )
     return warnings
@@ -202,6 +229,7 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
     )
     cost = cost_lines(groups)
     estimate = sum((line.usd for line in cost), Decimal(0))
+    spent = ledger_spend(ledger)
     return Plan(
         job=spec.name,
         manifest=spec.manifest,
@@ -209,8 +237,9 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
         rows=counts,
         cost=cost,
         time_s=time_estimate_s(groups, spec.limits),
-        warnings=plan_warnings(spec, models, estimate, today),
+        warnings=plan_warnings(spec, models, estimate, today, spent),
         rejects=[Reject(*row) for row in rejects.head(shown_rejects).iter_rows()],
         rejects_path=rejects_path,
         concurrency=spec.limits.concurrency,
+        spent_usd=spent,
     )

@@ -117,6 +117,7 @@ class TestLedger:
         assert (counts.failed, counts.in_doubt) == (1, 1)
         assert plan.ledger == tmp_path / "out" / "ledger.jsonl"
         assert plan.estimate_usd == Decimal("0.011") * 4  # new + changed rows only
+        assert plan.spent_usd == Decimal("0.033")  # a, the old b and a row no longer in the manifest
 
     def test_no_ledger_means_everything_is_new(self, tmp_path: Path) -> None:
         plan = build_plan(load(tmp_path, "id,prompt\na,p\nb,q\n"), TODAY)
@@ -188,6 +189,25 @@ class TestEstimates:
             "the estimate ($0.0220) is over budget_usd ($0.01): "
             "the run will stop at the budget with work left (exit 3)"
         ]
+
+    def test_spend_so_far_counts_against_the_budget(self, tmp_path: Path) -> None:
+        """budget_usd is for the whole job: what the ledger already spent is added to the estimate."""
+        write_ledger(tmp_path / "out", [submitted("old", "1" * 64), succeeded("old", "1" * 64)])
+        spec = load(tmp_path, "id,prompt\na,p\n", spec="[limits]\nbudget_usd = 0.02\n")
+        plan = build_plan(spec, dt.date(2026, 1, 1))
+        assert plan.spent_usd == Decimal("0.011")
+        assert plan.warnings == [
+            "the estimate ($0.0110 + $0.0110 already spent) is over budget_usd ($0.02): "
+            "the run will stop at the budget with work left (exit 3)"
+        ]
+
+    def test_a_torn_last_ledger_line_is_ignored(self, tmp_path: Path) -> None:
+        """A crash mid-write leaves a torn last line: the plan still reads the ledger."""
+        ledger = write_ledger(tmp_path / "out", [submitted("a", "1" * 64), succeeded("a", "1" * 64)])
+        with ledger.open("a") as f:
+            f.write('{"event": "succeeded", "id": "b", "cost_u')
+        plan = build_plan(load(tmp_path, "id,prompt\na,p\n"), dt.date(2026, 1, 1))
+        assert (plan.rows.changed, plan.spent_usd) == (1, Decimal("0.011"))
 
 
 class TestCli:
