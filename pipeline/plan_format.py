@@ -121,9 +121,9 @@ def render_plan(plan: Plan) -> RenderableType:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     if plan.rows.rejected:
         shown = len(plan.rejects)
-        parts.append(
-            Text(f"\nRejected rows (first {shown} of {plan.rows.rejected:,}; all in {plan.rejects_path}):")
-        )
+        which = "all" if shown == plan.rows.rejected else f"first {shown} of" if shown else "none shown of"
+        where = f"{which} {plan.rows.rejected:,}; the full list is in {plan.rejects_path}"
+        parts.append(Text(f"\nRejected rows ({where})" + (":" if shown else "")))
         for reject in plan.rejects:
             parts.append(Text(f"  row {reject.row_number}  id {reject.id}: {reject.reason}"))
     return Group(*parts)

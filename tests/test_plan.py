@@ -76,7 +76,7 @@ class TestExamples:
         assert code == 1
         assert "row 3  id bad-size: size 2048x512 is not allowed" in out
         path = jobs.parent / "output" / "rejects" / "rejects.parquet"
-        assert f"first 10 of 11; all in {path}" in out
+        assert f"first 10 of 11; the full list is in {path}" in out
         rejects = pl.read_parquet(path)
         assert rejects.columns == ["row_number", "id", "reason"]
         assert rejects["id"].to_list() == [
