@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import tempfile
 import weakref
@@ -67,7 +68,8 @@ class Snapshot:
     """
 
     def __init__(self, lf: pl.LazyFrame, source: Path, row_group_size: int) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="pipeline-manifest-"))
+        _remove_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
         self.path = self.folder / "snapshot.parquet"
         try:
@@ -99,6 +101,27 @@ def _check_csv_header(path: Path) -> None:
         if name in seen:
             raise ManifestError(path, f"column {name!r} appears more than once in the header")
         seen.add(name)
+
+
+_PREFIX = "pipeline-manifest-"
+
+
+def _remove_orphans() -> None:
+    """Remove snapshots left by processes that were killed (SIGKILL skips every cleanup)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: leave its folder alone
+        return True
+    return True
 
 
 @contextmanager

@@ -315,6 +315,25 @@ class TestEngineInterface:
             read_all(load(tmp_path, "id,prompt,model\na,p,nope\n"))
         assert list((tmp_path / "tmp").iterdir()) == []
 
+    def test_snapshots_of_killed_processes_are_removed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A run killed with SIGKILL leaves its snapshot; the next read removes it (live ones stay)."""
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+        orphan = tmp_path / f"pipeline-manifest-{int(dead.stdout)}-abc"
+        live = tmp_path / f"pipeline-manifest-{os.getpid()}-def"
+        orphan.mkdir()
+        live.mkdir()
+        read_all(load(tmp_path, "id,prompt\na,p\n"))
+        assert not orphan.exists()
+        assert live.exists()
+
     def test_parquet_ids_and_passthrough_keep_their_types(self, tmp_path: Path) -> None:
         """Integer ids become strings; passthrough values keep their Parquet types."""
         frame = pl.DataFrame({"id": [7, 8], "prompt": ["a", "b"], "price": [9.5, 1.25], "tags": [["x"], []]})
