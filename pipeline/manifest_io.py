@@ -54,7 +54,7 @@ def scan_table(path: Path) -> pl.LazyFrame:
         elif fmt == "parquet":
             lf = pl.scan_parquet(path)
         else:
-            lf = pl.scan_ndjson(path, infer_schema_length=10_000)
+            lf = pl.scan_ndjson(path, infer_schema_length=None)  # a column may first appear late
         lf.collect_schema()
     return lf
 

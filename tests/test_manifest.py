@@ -52,6 +52,13 @@ class TestFormats:
         assert by_format["m.csv"] == by_format["m.parquet"] == by_format["m.jsonl"]
         assert by_format["m.csv"][0][2].reference_images == ("https://x.io/a.png", UUID)
 
+    def test_jsonl_columns_that_first_appear_late_are_read(self, tmp_path: Path) -> None:
+        """A JSON Lines override or passthrough field seen only on row 10,005 is not dropped."""
+        rows: list[dict[str, object]] = [{"id": f"r{i}", "prompt": "p"} for i in range(10_005)]
+        rows[-1] = {"id": "last", "prompt": "p", "width": 1536, "note": "late"}
+        last = read_all(load(tmp_path, rows, name="m.jsonl"), batch_size=5_000).rows[-1]
+        assert (last.id, last.request.width, dict(last.passthrough)) == ("last", 1536, {"note": "late"})
+
     def test_batches_cover_every_row_once_in_order(self, tmp_path: Path) -> None:
         """Small batches still give every row once, in manifest order."""
         frame = pl.DataFrame({"id": [f"r{i}" for i in range(25)], "prompt": [f"p{i}" for i in range(25)]})
