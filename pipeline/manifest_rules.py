@@ -27,6 +27,11 @@ def _text(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.String).str.strip_chars()
 
 
+def _whole_number(text: pl.Expr) -> pl.Expr:
+    """``"1024"`` and ``"1024.0"`` (pandas writes integer columns with gaps as floats) -> 1024, else null."""
+    return text.str.replace(r"^([+-]?\d+)\.0*$", "$1").cast(pl.Int64, strict=False)
+
+
 def resolve_exprs(present: Collection[str], defaults: Defaults) -> list[pl.Expr]:
     """Each request field as the row's value when set, else the default; ``_raw_<int field>`` kept."""
     exprs: list[pl.Expr] = [pl.col("prompt").cast(pl.String).alias("prompt")]
@@ -35,7 +40,7 @@ def resolve_exprs(present: Collection[str], defaults: Defaults) -> list[pl.Expr]
         if name in present:
             raw = _text(name).replace("", None)
             exprs.append(raw.alias(f"_raw_{name}"))
-            exprs.append(pl.coalesce(raw.cast(pl.Int64, strict=False), default).alias(name))
+            exprs.append(pl.coalesce(_whole_number(raw), default).alias(name))
         else:
             exprs += [pl.lit(None, dtype=pl.String).alias(f"_raw_{name}"), default.alias(name)]
     for name in ("model", *_LOWER_FIELDS, "output_format"):
@@ -116,7 +121,7 @@ def reason_expr(present: Collection[str], profiles: Mapping[str, ModelProfile]) 
         raw = pl.col(f"_raw_{name}")
         rules.append(
             _rule(
-                raw.is_not_null() & raw.cast(pl.Int64, strict=False).is_null(),
+                raw.is_not_null() & _whole_number(raw).is_null(),
                 pl.format(f"{name} '{{}}' is not a whole number", raw),
             )
         )

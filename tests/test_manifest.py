@@ -96,6 +96,13 @@ class TestOverrides:
         assert a.request == ImageRequest("openai:1@1", "p", 1024, 1536, "high", "transparent", "PNG", 3)
         assert b.request == ImageRequest("openai:1@2", "p", 1024, 1024, "medium", "opaque", "JPG", 1)
 
+    def test_whole_floats_from_pandas_count_as_numbers(self, tmp_path: Path) -> None:
+        """A Parquet width column of floats (pandas, with gaps) works; 1024.5 is still rejected."""
+        frame = pl.DataFrame({"id": ["a", "b", "c"], "prompt": ["p"] * 3, "width": [1536.0, None, 1024.5]})
+        batch = read_all(load(tmp_path, frame, name="m.parquet"))
+        assert [r.request.width for r in batch.rows] == [1536, 1024]
+        assert batch.rejects[0].reason == "width '1024.5' is not a whole number"
+
     def test_job_defaults_apply_where_the_row_is_blank(self, tmp_path: Path) -> None:
         """[defaults] in the job spec replace the built-in ones."""
         spec = load(
