@@ -8,6 +8,7 @@ pipeline results jobs/demo.toml        # rebuild results.parquet (and .csv) from
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ from pipeline.jobspec import JobSpec, load_job_spec
 from pipeline.ledger import LEDGER_NAME, load_state
 from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
-from pipeline.profiles import ProviderProfile, load_provider_profile
+from pipeline.profiles import ProviderProfile, load_model_profile, load_provider_profile
 from pipeline.results import rebuild_results
 from pipeline.runner import Provider, run_job
 
@@ -88,6 +89,7 @@ def _handle_run(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     _, endpoint, api_key, delivery = resolve_provider(spec)
     console = None if (args.quiet or args.json) else err_console()
+    _warn_lifecycle(spec, quiet=args.quiet)
 
     async def main() -> Outcome:
         async with _endpoint(endpoint) as url:
@@ -104,6 +106,16 @@ def _handle_run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         _print_outcome(spec, outcome)
     return outcome.exit_code()
+
+
+def _warn_lifecycle(spec: JobSpec, *, quiet: bool) -> None:
+    """A warning on stderr when the job's default model shuts down soon (or has)."""
+    try:
+        warning = load_model_profile(spec.defaults.model).lifecycle_warning(dt.date.today())
+    except KeyError:
+        return  # an unknown model is the manifest's error to report, row by row
+    if warning and not quiet:
+        err_console().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
