@@ -40,6 +40,7 @@ from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, sett
 from pipeline.retry import Backoff, retry_policy
 from pipeline.rows import ImageRequest, Row
 from pipeline.runware import (
+    UNREACHABLE,
     GeneratedImage,
     InDoubtError,
     RunwareClient,
@@ -117,6 +118,7 @@ class Engine:
         self._uploader = ReferenceUploader(client, state.uploads, self.record, upload=self._upload)
         self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
         self._halted = anyio.Event()
+        self._connect_failures = 0  # consecutive requests that found no connection
         self._budget_event = anyio.Event()
         self.outcome = Outcome()
         self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
@@ -351,12 +353,17 @@ class Engine:
         except (InDoubtError, TaskConflictError):
             return []  # no verdict: settle it with getResponse before anything else
         except ProviderError as exc:
-            self.window.on_answer()
+            if exc.code != UNREACHABLE:
+                self._answered()
             if exc.retry_after:
                 self.gate.pause_for(exc.retry_after)
             raise
-        self.window.on_answer()
+        self._answered()
         return images
+
+    def _answered(self) -> None:
+        self.window.on_answer()
+        self._connect_failures = 0
 
     async def _settle(self, task: dict[str, Any], row: Row) -> list[GeneratedImage]:
         async def resubmit() -> list[GeneratedImage]:
@@ -388,10 +395,24 @@ class Engine:
             self._fail(row, task_uuid, exc, last=False)
             self.stop(Stop.FATAL, exc)
             raise _Stopped from None
+        if exc.code == UNREACHABLE:
+            self._unreachable(row, task_uuid, exc)
         self._fail(row, task_uuid, exc, last=last or isinstance(exc, PermanentError))
         if isinstance(exc, TransientError) and not last:
             raise exc
         raise _RowFailed from None
+
+    def _unreachable(self, row: Row, task_uuid: str, exc: ProviderError) -> NoReturn:
+        """No connection at all: never a row's fault, so it never fails the row for good; after
+        ``max_attempts`` in a row with no answer in between, the run stops (exit 5)."""
+        self._fail(row, task_uuid, exc, last=False)
+        self._connect_failures += 1
+        if self._connect_failures >= self.spec.limits.max_attempts:
+            reason = f"cannot reach the provider at {self._client.endpoint}: {exc.message}"
+            self.stop(Stop.FATAL, FatalProviderError(message=reason, code=UNREACHABLE))
+        if self.halted:
+            raise _Stopped from None
+        raise exc
 
     def _fail(self, row: Row, task_uuid: str, exc: ProviderError, *, last: bool) -> None:
         self.record(

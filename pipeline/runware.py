@@ -37,6 +37,7 @@ from pipeline.runware_wire import (
 )
 
 __all__ = [
+    "UNREACHABLE",
     "GeneratedImage",
     "InDoubtError",
     "RunwareClient",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 
+UNREACHABLE = "connectError"  # the code of a request that never left: no connection
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
@@ -60,7 +62,7 @@ def transport_error(exc: httpx.HTTPError) -> TransientProviderError:
     name = type(exc).__name__
     message = f"{name}: {exc}" if str(exc) else name
     if isinstance(exc, _NEVER_SENT):
-        return TransientProviderError(message=message, code="connectError")
+        return TransientProviderError(message=message, code=UNREACHABLE)
     code = "timeout" if isinstance(exc, httpx.TimeoutException) else "connectionError"
     return InDoubtError(message=message, code=code)
 

@@ -329,3 +329,29 @@ class TestRuntime:
         later = await run(make_spec(tmp_path, concurrency=1), fake, rows)
         assert later.exit_code() == 0
         assert_paid_once(fake)
+
+
+class TestUnreachable:
+    @pytest.mark.anyio
+    async def test_no_connection_stops_the_run_without_failing_rows(self, tmp_path: Path) -> None:
+        """Connection refused: the run stops (exit 5) after max_attempts tries; every row stays pending."""
+        calls = []
+
+        def refuse(request: httpx.Request) -> httpx.Response:
+            calls.append(1)
+            raise httpx.ConnectError("Connection refused", request=request)
+
+        spec = make_spec(tmp_path, concurrency=4, max_attempts=3)
+        with LedgerWriter.for_spec(spec) as ledger:
+            state = load_state(spec.out_dir / LEDGER_NAME)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+                engine = Engine(
+                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=FAST
+                )
+                outcome = await engine.run(iter([Batch([make_row(i) for i in range(20)])]))
+        assert outcome.exit_code() == 5
+        assert "cannot reach the provider" in str(outcome.fatal)
+        assert outcome.rows["failed"] == 0
+        assert outcome.rows["pending"] == 20
+        assert len(calls) <= 3 + 4
+        assert all(e.retryable for e in events(spec, "failed"))
