@@ -214,6 +214,43 @@ class TestDelivery:
         assert len(results(job)) == 12
 
 
+class FailingImages(httpx.AsyncBaseTransport):
+    """Real HTTP, except that every image download fails."""
+
+    def __init__(self) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            raise httpx.ConnectError("images unreachable", request=request)
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+class TestDownloads:
+    @pytest.mark.anyio
+    async def test_failed_download_is_retried_alone(self, tmp_path: Path, sandbox_factory: Any) -> None:
+        """Images that could not be fetched are fetched by the next run, which generates nothing."""
+        sb = sandbox_factory()
+        job = write_job(tmp_path, sb.url, 4)
+        rewrite_job(tmp_path, sb.url, download=True)
+        spec = load_job_spec(job)
+        first = await run_job(spec, Provider(sb.url, KEY), handle_signals=False, transport=FailingImages())
+        assert first.summary()["rows"]["succeeded"] == 4
+        assert len(ledger_events(job, "download_failed")) == 4
+        assert not list((tmp_path / "out" / "images").glob("*.jpg"))
+        submitted = len(ledger_events(job, "submitted"))
+        second = await run(job, sb.url)
+        assert second.exit_code() == 0
+        assert len(ledger_events(job, "submitted")) == submitted
+        assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 4
+        assert_billed_once(sb, 4)
+        table = results(job)
+        assert table["local_path"].null_count() == 0
+
+
 class TestMoney:
     @pytest.mark.anyio
     async def test_budget_stops_and_a_larger_one_finishes(self, tmp_path: Path, sandbox_factory: Any) -> None:
