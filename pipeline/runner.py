@@ -142,9 +142,14 @@ async def _watch_signals(engine: Engine, work: anyio.CancelScope) -> None:
 
 
 async def _results_loop(spec: JobSpec) -> None:
+    """Rewrite the results table every ``results_interval_s``, but never spend more than about a tenth
+    of the run on it (the table is rebuilt from the whole ledger, which grows)."""
+    wait = spec.output.results_interval_s
     while True:
-        await anyio.sleep(spec.output.results_interval_s)
+        await anyio.sleep(wait)
+        started = anyio.current_time()
         await _write_results(spec)
+        wait = max(spec.output.results_interval_s, 9 * (anyio.current_time() - started))
 
 
 async def _write_results(spec: JobSpec) -> None:
