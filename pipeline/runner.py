@@ -13,6 +13,7 @@ import itertools
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 from rich.console import Console
 
 from pipeline.engine import Engine, EngineHooks
+from pipeline.errors import PipelineError
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import LEDGER_NAME, LedgerWriter, RunEvent, load_state, new_run_id
@@ -93,13 +95,35 @@ async def run_job(
                 )
                 if fetcher is not None:
                     fetcher.record = engine.record
-                await _drive(engine, stream, console, progress_interval, handle_signals)
+                try:
+                    with _unwrapped():
+                        await _drive(engine, stream, console, progress_interval, handle_signals)
+                except PipelineError:
+                    with anyio.CancelScope(shield=True):
+                        await _write_results(spec)  # keep what was done before the error
+                    raise
         outcome = engine.outcome
         outcome.images = state.images
         outcome.spent_usd = state.spent_usd
         with anyio.CancelScope(shield=True):
             await _write_tables(spec, outcome)
     return outcome
+
+
+@contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Task groups wrap errors in exception groups: surface our own error (a ledger that cannot be
+    written, a manifest batch that cannot be read) so the CLI reports it with its exit code."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        matched, _ = group.split(PipelineError)
+        if matched is None:
+            raise
+        first: BaseException = matched
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from group
 
 
 def _http_client(spec: JobSpec, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:

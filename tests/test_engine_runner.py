@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from engine_fake import FakeRunware
 from test_engine import Batch, make_row, make_spec
 
-from pipeline.errors import LockHeldError
+from pipeline.errors import LockHeldError, ManifestError
 from pipeline.lock import job_lock
 from pipeline.runner import Provider, run_job
 
@@ -69,3 +70,27 @@ class TestRunJob:
             )
         assert info.value.exit_code == 4
         assert fake.requests == []
+
+
+class TestErrors:
+    @pytest.mark.anyio
+    async def test_a_bad_later_batch_is_reported_as_itself(self, tmp_path: Path) -> None:
+        """A manifest error in a later batch surfaces as ManifestError (exit 2), not an exception group;
+        the results table is still written."""
+
+        def batches() -> Iterator[Batch]:
+            yield Batch([make_row(0)])
+            raise ManifestError(tmp_path / "m.csv", "unreadable after row 1")
+
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        with pytest.raises(ManifestError) as info:
+            await run_job(
+                spec,
+                Provider("http://fake/v1", KEY),
+                batches=batches(),
+                transport=fake.transport(),
+                handle_signals=False,
+            )
+        assert info.value.exit_code == 2
+        assert "unreadable after row 1" in str(info.value)
+        assert (spec.out_dir / "results.parquet").exists()  # what was done before the error is kept
