@@ -355,3 +355,20 @@ class TestUnreachable:
         assert outcome.rows["pending"] == 20
         assert len(calls) <= 3 + 4
         assert all(e.retryable for e in events(spec, "failed"))
+
+
+class TestRates:
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(("limit", "n"), [("requests_per_minute", 1), ("images_per_minute", 2)])
+    async def test_per_minute_limits_pace_the_sends(self, tmp_path: Path, limit: str, n: int) -> None:
+        """60 requests (or 120 images of 2-image tasks) per minute: 6 tasks take 5 s on the clock."""
+        now = [0.0]
+
+        async def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        hooks = EngineHooks(clock=lambda: now[0], sleep=sleep, backoff=FAST.backoff, poll=FAST.poll)
+        spec, fake = make_spec(tmp_path, **{limit: 60 * n}), FakeRunware()
+        outcome = await run(spec, fake, [make_row(i, n=n) for i in range(6)], hooks)
+        assert outcome.rows["succeeded"] == 6
+        assert now[0] == pytest.approx(5.0)
