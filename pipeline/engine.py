@@ -304,17 +304,21 @@ class Engine:
             self._refused(row, task_uuid or "", exc, last)
         if send_first:
             await self._pace(row.request)
-            task_uuid = task_uuid_for(
-                self._namespace, row.fingerprint, self.state.next_attempt(row.fingerprint)
-            )
-        assert task_uuid is not None
-        task = inference_task(
-            row.request, task_uuid, refs, settings_key=self.hooks.settings_key, delivery=self.hooks.delivery
-        )
+        task_uuid = task_uuid or ""
         try:
             async with self.window.slot() as slot:
                 if send_first and self.halted:
                     raise _Stopped  # stopped while waiting for a place in the window
+                if send_first:  # numbered here, with no await before "submitted" is recorded:
+                    attempt = self.state.next_attempt(row.fingerprint)  # rows sharing a fingerprint
+                    task_uuid = task_uuid_for(self._namespace, row.fingerprint, attempt)  # never collide
+                task = inference_task(
+                    row.request,
+                    task_uuid,
+                    refs,
+                    settings_key=self.hooks.settings_key,
+                    delivery=self.hooks.delivery,
+                )
                 try:
                     images = await self._send(row, task, reserved) if send_first else []
                     if not images:

@@ -372,3 +372,18 @@ class TestRates:
         outcome = await run(spec, fake, [make_row(i, n=n) for i in range(6)], hooks)
         assert outcome.rows["succeeded"] == 6
         assert now[0] == pytest.approx(5.0)
+
+
+class TestSameContent:
+    @pytest.mark.anyio
+    async def test_rows_with_the_same_content_get_their_own_tasks(self, tmp_path: Path) -> None:
+        """Two ids with identical requests (same fingerprint): two tasks, two distinct taskUUIDs."""
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        a = make_row(0, prompt="the same product shot")
+        b = Row(2, "other-id", a.fingerprint, a.request, {})
+        outcome = await run(spec, fake, [a, b])
+        assert outcome.rows["succeeded"] == 2
+        submitted = events(spec, "submitted")
+        assert sorted(e.attempt for e in submitted) == [1, 2]
+        assert len({e.task_uuid for e in submitted}) == 2
+        assert sorted(fake.charges.values()) == [1, 1]
