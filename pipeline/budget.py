@@ -1,7 +1,8 @@
 """Money: the estimated cost of a request, and a budget that reserves before it spends.
 
     budget = Budget(limit=Decimal("25"), spent=state.spent_usd)
-    if budget.try_reserve(estimate):      # False: spent + reserved would pass the limit
+    if await budget.reserve(estimate):    # False: spent + reserved would pass the limit, even after
+                                          # every reservation in flight has settled
         ...                               # dispatch
         budget.settle(estimate, actual)   # actual cost (None: the estimate stands in for it)
 
@@ -10,7 +11,10 @@ Amounts are exact ``Decimal``s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+
+import anyio
 
 from pipeline.profiles import load_model_profile
 from pipeline.rows import ImageRequest
@@ -31,6 +35,7 @@ class Budget:
         self.limit = limit
         self.spent = spent
         self.reserved = Decimal(0)
+        self._moved = anyio.Event()
 
     @property
     def committed(self) -> Decimal:
@@ -46,6 +51,19 @@ class Budget:
         self.reserved += amount
         return True
 
+    async def reserve(self, amount: Decimal, *, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Reserve ``amount``; while it does not fit, wait for reservations in flight to settle.
+        False when it cannot fit (nothing left in flight to free room) or ``give_up()`` says so."""
+        while not self.try_reserve(amount):
+            if self.reserved <= 0 or give_up():
+                return False
+            await self._moved.wait()
+        return True
+
+    def _notify(self) -> None:
+        self._moved.set()
+        self._moved = anyio.Event()
+
     def force_reserve(self, amount: Decimal) -> None:
         """Reserve for work already sent (a task in doubt), limit or not."""
         self.reserved += amount
@@ -54,7 +72,9 @@ class Budget:
         """The reserved task was paid ``cost`` (the estimate when the provider sent none)."""
         self.reserved -= reserved
         self.spent += reserved if cost is None else cost
+        self._notify()
 
     def release(self, reserved: Decimal) -> None:
         """The reserved task was not paid (failed, or never sent)."""
         self.reserved -= reserved
+        self._notify()

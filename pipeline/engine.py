@@ -29,7 +29,7 @@ from pipeline.errors import (
     ProviderError,
     TransientError,
 )
-from pipeline.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
+from pipeline.events import SubmittedEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import LedgerState, LedgerWriter, task_uuid_for
@@ -49,6 +49,7 @@ from pipeline.runware import (
     is_overload,
 )
 from pipeline.uploads import ReferenceUploader
+from pipeline.verdicts import failed_event, succeeded_event
 
 __all__ = ["Engine", "EngineHooks"]
 
@@ -119,7 +120,6 @@ class Engine:
         self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
         self._halted = anyio.Event()
         self._connect_failures = 0  # consecutive requests that found no connection
-        self._budget_event = anyio.Event()
         self.outcome = Outcome()
         self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
 
@@ -192,7 +192,7 @@ class Engine:
         try:
             await self._verdict(row, submitted.task_uuid, reserved, send_first=False, last=False)
         except (_RowFailed, _Stopped, StillInDoubtError, TransientError):
-            self._release(reserved)
+            self.budget.release(reserved)
         finally:
             self.tally.in_flight -= 1
             self._rows.release()
@@ -223,7 +223,7 @@ class Engine:
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)
         self._check_deadline()
-        if not self.stopping and not await self._reserve(estimate):
+        if not self.stopping and not await self.budget.reserve(estimate, give_up=lambda: self.halted):
             self.stop(Stop.BUDGET)
         if self.stopping:
             self.outcome.count("pending")
@@ -232,22 +232,6 @@ class Engine:
         self._update_mean(estimate)
         await self._rows.acquire()
         tg.start_soon(self._row_task, row, estimate)
-
-    async def _reserve(self, estimate: Decimal) -> bool:
-        """Reserve ``estimate``; while it does not fit, wait for reservations in flight to settle."""
-        while not self.budget.try_reserve(estimate):
-            if self.budget.reserved <= 0 or self.halted:
-                return False
-            await self._budget_event.wait()
-        return True
-
-    def _release(self, reserved: Decimal) -> None:
-        self.budget.release(reserved)
-        self._budget_moved()
-
-    def _budget_moved(self) -> None:
-        self._budget_event.set()
-        self._budget_event = anyio.Event()
 
     def _update_mean(self, estimate: Decimal) -> None:
         n = self.tally.seen or 1
@@ -267,7 +251,7 @@ class Engine:
             pass
         finally:
             if not paid:
-                self._release(reserved)
+                self.budget.release(reserved)
             self.tally.in_flight -= 1
             self._rows.release()
             self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending")
@@ -419,40 +403,14 @@ class Engine:
         raise exc
 
     def _fail(self, row: Row, task_uuid: str, exc: ProviderError, *, last: bool) -> None:
-        self.record(
-            FailedEvent(
-                id=row.id,
-                fingerprint=row.fingerprint,
-                task_uuid=task_uuid,
-                run_id=self.run_id,
-                code=exc.code,
-                message=exc.message,
-                retryable=not last,
-            )
-        )
+        self.record(failed_event(row, task_uuid, self.run_id, exc, retryable=not last))
         if last:
             self.tally.failed += 1
 
     def _succeeded(self, row: Row, task_uuid: str, images: list[GeneratedImage], reserved: Decimal) -> None:
-        costs = [Decimal(str(i.cost_usd)) for i in images if i.cost_usd is not None]
-        cost = sum(costs, Decimal(0)) if costs else None
-        self.record(
-            SucceededEvent(
-                id=row.id,
-                fingerprint=row.fingerprint,
-                task_uuid=task_uuid,
-                run_id=self.run_id,
-                images=tuple(
-                    ImageResult(
-                        index=i.index, image_uuid=i.image_uuid, image_url=i.image_url, cost_usd=i.cost_usd
-                    )
-                    for i in images
-                ),
-                cost_usd=None if cost is None else float(cost),
-            )
-        )
+        event, cost = succeeded_event(row, task_uuid, self.run_id, images)
+        self.record(event)
         self.budget.settle(reserved, cost)
-        self._budget_moved()
         self.tally.spent_usd = self.budget.spent
         self.tally.done += 1
         self.tally.images += len(images)
