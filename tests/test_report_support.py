@@ -10,37 +10,11 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
+from pipeline.results import RESULTS_COLUMNS
+
 UTC = dt.UTC
-COLUMNS: dict[str, Any] = {
-    "id": pl.String,
-    "fingerprint": pl.String,
-    "result_index": pl.Int64,
-    "status": pl.String,
-    "task_uuid": pl.String,
-    "image_uuid": pl.String,
-    "image_url": pl.String,
-    "cost_usd": pl.Float64,
-    "cost_source": pl.String,
-    "estimate_usd": pl.Float64,
-    "model": pl.String,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "quality": pl.String,
-    "background": pl.String,
-    "output_format": pl.String,
-    "prompt": pl.String,
-    "local_path": pl.String,
-    "sha256": pl.String,
-    "bytes": pl.Int64,
-    "attempts": pl.Int64,
-    "error_code": pl.String,
-    "error_message": pl.String,
-    "submitted_at": pl.Datetime("us", "UTC"),
-    "completed_at": pl.Datetime("us", "UTC"),
-    "latency_s": pl.Float64,
-    "run_id": pl.String,
-    "job": pl.String,
-}
+# The engine's own schema, so report tests break if the results table changes under them.
+COLUMNS: dict[str, Any] = RESULTS_COLUMNS
 
 
 def at(day: int, hour: int = 12, minute: int = 0) -> dt.datetime:
