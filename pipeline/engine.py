@@ -385,9 +385,14 @@ class Engine:
             raise _Stopped from None
         if exc.code == UNREACHABLE:
             self._unreachable(row, task_uuid, exc)
-        self._fail(row, task_uuid, exc, last=last or isinstance(exc, PermanentError))
+        for_good = isinstance(exc, PermanentError)
+        self._fail(row, task_uuid, exc, last=for_good)
         if isinstance(exc, TransientError) and not last:
             raise exc
+        if not for_good:
+            # Out of attempts on transient errors (an outage): the row stays pending, so tonight's
+            # run exits 1 and tomorrow's retries it, instead of skipping it forever.
+            self.tally.failed += 1
         raise _RowFailed from None
 
     def _unreachable(self, row: Row, task_uuid: str, exc: ProviderError) -> NoReturn:

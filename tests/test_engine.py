@@ -173,11 +173,20 @@ class TestRetries:
 
     @pytest.mark.anyio
     async def test_attempts_run_out(self, tmp_path: Path) -> None:
-        """Transient refusals on every attempt: the row fails for good after max_attempts."""
+        """Transient refusals on every attempt: exit 1 with the row pending, and the next run retries it.
+
+        An outage must not fail rows for good: a nightly run after one would skip them forever.
+        """
         spec, fake = make_spec(tmp_path, max_attempts=3), FakeRunware(script=["503"] * 3)
         outcome = await run(spec, fake, [make_row(0)])
-        assert outcome.rows["failed"] == 1
-        assert [e.retryable for e in events(spec, "failed")] == [True, True, False]
+        assert outcome.rows == {"succeeded": 0, "failed": 0, "pending": 1, "in_doubt": 0}
+        assert outcome.exit_code() == 1
+        assert [e.retryable for e in events(spec, "failed")] == [True, True, True]
+
+        again = await run(spec, fake, [make_row(0)])  # the outage is over: the script ran out, "ok"
+        assert again.rows["succeeded"] == 1
+        assert again.exit_code() == 0
+        assert_paid_once(fake)
 
     @pytest.mark.anyio
     async def test_retry_after_pauses_dispatching(self, tmp_path: Path) -> None:
