@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -45,7 +45,7 @@ class Provider:
     """Where to send tasks and how. ``api_key`` never leaves this object except in the auth header."""
 
     endpoint: str
-    api_key: str
+    api_key: str = field(repr=False)  # a logged or printed Provider must not show the key
     delivery: str = "sync"
 
     def __repr__(self) -> str:

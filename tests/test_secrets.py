@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.runner import Provider
 from pipeline.sandbox import SandboxSettings, SandboxThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +78,8 @@ def test_a_wrong_key_is_refused_without_echoing_it(tmp_path: Path, sandbox: Sand
     for secret in (wrong, KEY):
         assert secret not in run.stdout and secret not in run.stderr
         assert files_containing(tmp_path / "out", secret.encode()) == []
+
+
+def test_provider_repr_hides_the_key() -> None:
+    """A Provider printed in a log line or a traceback does not show the key."""
+    assert KEY not in repr(Provider("http://127.0.0.1:1/v1", KEY))
