@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.report import Report, Stats
 
@@ -134,14 +135,14 @@ def to_table(report: Report) -> Table:
     """A rich table for the terminal; the total is the last, bold line."""
     table = Table(title="Cost report", title_justify="left", show_edge=False, header_style="bold")
     for key in report.by:
-        table.add_column(key, overflow="fold")
+        table.add_column(Text(key), overflow="fold")
     for _, heading in _SHOWN:
         table.add_column(heading, justify="right", no_wrap=True)
     lines = _lines(report)
     for i, (keys, figures) in enumerate(lines):
         last = i == len(lines) - 1
         table.add_row(
-            *keys,
+            *(Text(key) for key in keys),  # group keys are data (ids, categories): never markup
             *figures,
             style="bold" if last else None,
             end_section=len(lines) > 1 and i == len(lines) - 2,

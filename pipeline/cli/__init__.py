@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.cli import plan, report, run, sandbox
-from pipeline.cli._output import err_console, log_level
+from pipeline.cli._output import log_level, say
 from pipeline.errors import PipelineError
 
 __all__ = ["build_parser", "main"]
@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except PipelineError as exc:
-        err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        say(str(exc), prefix="error: ", style="bold red")
         code = exc.exit_code
     except KeyboardInterrupt:
-        err_console().print("interrupted")
+        say("interrupted")
         code = 130
     sys.exit(code)

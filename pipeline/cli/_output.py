@@ -10,8 +10,9 @@ from functools import cache
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
-__all__ = ["emit_json", "err_console", "log_level", "out_console"]
+__all__ = ["emit_json", "err_console", "log_level", "out_console", "say"]
 
 
 @cache
@@ -22,6 +23,15 @@ def err_console() -> Console:
 
 def out_console() -> Console:
     return Console()
+
+
+def say(text: str, *, prefix: str = "", style: str = "", stdout: bool = False) -> None:
+    """Print ``text`` exactly as it is: ids, prompts and paths may hold ``[...]``, never markup.
+
+    ``prefix`` (e.g. ``"error: "``) is printed in ``style`` before it.
+    """
+    console = out_console() if stdout else err_console()
+    console.print(Text.assemble((prefix, style), text), highlight=False, soft_wrap=True)
 
 
 def emit_json(payload: dict[str, Any]) -> None:

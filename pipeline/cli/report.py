@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pipeline.cli._output import err_console
+from pipeline.cli._output import say
 from pipeline.errors import UsageError
 from pipeline.report import DERIVED_KEYS, load_facts, parse_when, resolve_sources, summarize
 from pipeline.report_format import FORMATS, to_csv, to_json, to_markdown, to_table
@@ -87,7 +87,7 @@ def _handle(args: argparse.Namespace) -> int:
         write_html(report, facts, Path(args.html))
     if not args.quiet:
         for note in report.notes:
-            err_console().print(f"note: {note}", highlight=False, markup=False)
+            say(f"note: {note}")
         if args.html:
-            err_console().print(f"wrote {args.html}", highlight=False, markup=False)
+            say(f"wrote {args.html}")
     return 0

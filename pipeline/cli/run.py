@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from pipeline.cli._output import emit_json, err_console, out_console
+from pipeline.cli._output import emit_json, err_console, say
 from pipeline.errors import ConfigError, UsageError
 from pipeline.jobspec import JobSpec, load_job_spec
 from pipeline.ledger import LEDGER_NAME, load_state
@@ -115,38 +115,27 @@ def _warn_lifecycle(spec: JobSpec, *, quiet: bool) -> None:
     except KeyError:
         return  # an unknown model is the manifest's error to report, row by row
     if warning and not quiet:
-        err_console().print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+        say(f"warning: {warning}")
 
 
 def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
-    console = err_console()
     rows = outcome.summary()["rows"]
-    console.print(
+    say(
         f"{spec.name}: {rows['succeeded']} succeeded, {rows['failed']} failed, {rows['rejected']} rejected, "
         f"{rows['pending']} pending, {rows['in_doubt']} in doubt; {outcome.images} images, "
-        f"spent ${outcome.spent_usd:.4f}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        f"spent ${outcome.spent_usd:.4f}"
     )
     if outcome.stop is Stop.BUDGET:
-        console.print(
+        say(
             f"budget of ${spec.limits.budget_usd} reached: the rows left would cost about "
-            f"${outcome.left_usd:.4f}; raise limits.budget_usd and run again to finish",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
+            f"${outcome.left_usd:.4f}; raise limits.budget_usd and run again to finish"
         )
     elif outcome.stop is Stop.RUNTIME:
-        console.print(
-            "max_runtime reached: run again to continue", highlight=False, markup=False, soft_wrap=True
-        )
+        say("max_runtime reached: run again to continue")
     elif outcome.stop is Stop.FATAL and outcome.fatal is not None:
-        console.print(
-            f"stopped by the provider: {outcome.fatal}", highlight=False, markup=False, soft_wrap=True
-        )
+        say(f"stopped by the provider: {outcome.fatal}")
     elif outcome.stop is Stop.INTERRUPT or outcome.cancelled:
-        console.print("interrupted: run again to resume", highlight=False, markup=False, soft_wrap=True)
+        say("interrupted: run again to resume")
 
 
 # -- status and results --------------------------------------------------------------------------------
@@ -171,13 +160,11 @@ def _handle_status(args: argparse.Namespace) -> int:
         emit_json(payload)
         return 0
     rows = payload["rows"]
-    out_console().print(
+    say(
         f"{spec.name}: {rows['total']} rows: {rows['succeeded']} done, {rows['failed']} failed, "
         f"{rows['in_doubt']} in doubt, {rows['pending']} pending, {rows['rejected']} rejected; "
         f"{payload['images']} images, spent ${payload['spent_usd']:.4f}",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+        stdout=True,
     )
     return 0
 
@@ -190,5 +177,5 @@ def _handle_results(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"results": str(path), "formats": list(spec.output.formats)})
     elif not args.quiet:
-        err_console().print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+        say(f"wrote {path}")
     return 0
