@@ -36,6 +36,7 @@ __all__ = [
     "RESULTS_NAME",
     "build_results",
     "rebuild_results",
+    "remove_stale_temps",
     "status_summary",
     "write_atomic",
     "write_frame",
@@ -352,6 +353,19 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temps(out_dir: Path) -> list[Path]:
+    """Delete the temp files that writes killed half-way left in ``out_dir``; returns what was removed.
+
+    Call it only while holding the job's lock: then no live writer can own one of them.
+    """
+    removed = []
+    for tmp in out_dir.glob(".*.tmp"):
+        if tmp.is_file() and tmp.name.count(".") >= 3:  # .<name>.<random>.tmp, as write_atomic makes
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

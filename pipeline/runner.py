@@ -30,7 +30,7 @@ from pipeline.lock import job_lock
 from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
 from pipeline.progress import Tally, show_progress
-from pipeline.results import write_rejects, write_results
+from pipeline.results import remove_stale_temps, write_rejects, write_results
 from pipeline.runware import RunwareClient
 
 __all__ = ["Provider", "run_job"]
@@ -71,6 +71,8 @@ async def run_job(
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
     hooks = hooks or EngineHooks(delivery=provider.delivery)
     with job_lock(spec.out_dir, spec.name):
+        for tmp in remove_stale_temps(spec.out_dir):
+            log.info("removed %s, left by a run killed while writing it", tmp.name)
         if batches is None:
             batches = _manifest(spec, batch_size)
         first = await anyio.to_thread.run_sync(next, batches, None)  # a bad manifest fails here

@@ -123,19 +123,24 @@ class TestKills:
         sb = sandbox_factory(seed=3, latency="300ms")
         job = write_job(tmp_path, sb.url, 160, concurrency=4)
         ledger = tmp_path / "out" / LEDGER_NAME
-        kills = 0
+        kills = mid_write = 0
         while kills < 10:
             size = ledger.stat().st_size if ledger.exists() else 0
             proc = cli(job)
             wait_for(lambda size=size: ledger.exists() and ledger.stat().st_size > size + 400)  # sending
-            time.sleep(rng.uniform(0.0, 1.0))
+            if kills % 2:  # aim this kill at a results-table write: the moment its temp file appears
+                wait_for(lambda proc=proc: bool(stale_temps(job)) or proc.poll() is not None, poll=0.0005)
+            else:
+                time.sleep(rng.uniform(0.0, 1.0))
             if proc.poll() is not None:
                 proc.communicate()
                 break  # finished before the kill
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
             kills += 1
+            mid_write += bool(stale_temps(job))  # a table write was cut off by this kill
         assert kills >= 10
+        assert mid_write > 0, "no kill landed during a results write"
         final = cli(job, "--json")
         out, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
@@ -148,12 +153,17 @@ class TestKills:
         assert table["id"].n_unique() == 160
         assert len(ledger_events(job, "run")) >= 11
         assert in_doubt_at_restarts(job) > 0  # some kills did land with requests in flight
+        assert stale_temps(job) == []  # the half-written tables those kills left were cleaned up
 
 
-def wait_for(condition: Any, timeout: float = 30.0) -> None:
+def stale_temps(job: Path) -> list[Path]:
+    return list((job.parent / "out").glob(".*.tmp"))
+
+
+def wait_for(condition: Any, timeout: float = 30.0, poll: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 def in_doubt_at_restarts(job: Path) -> int:
