@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
 
 
@@ -9,3 +12,10 @@ import pytest
 def anyio_backend() -> str:
     """Async tests run on asyncio (the engine and the sandbox both use it)."""
     return "asyncio"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client for talking to a sandbox over loopback."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client

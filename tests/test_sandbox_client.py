@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 import pytest
+from sandbox_tasks import inference
 
 from pipeline.errors import FatalProviderError, PermanentProviderError, TransientProviderError
 from pipeline.runware import InDoubtError, RunwareClient, TaskConflictError
 from pipeline.sandbox import SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio
-
-
-def task(**overrides: Any) -> dict[str, Any]:
-    return {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "openai:1@2",
-        "positivePrompt": "a teapot shaped like a whale",
-        "width": 1024,
-        "height": 1024,
-        "numberResults": 1,
-        "outputType": "URL",
-        "outputFormat": "JPG",
-        "includeCost": True,
-        "providerSettings": {"openai": {"quality": "medium", "background": "opaque"}},
-        **overrides,
-    }
 
 
 @pytest.mark.parametrize(
@@ -53,7 +36,7 @@ async def test_failures_are_classified(
     async with running_sandbox(settings) as sb, httpx.AsyncClient(timeout=0.5) as http:
         client = RunwareClient(http, sb.url, "key")
         with pytest.raises(expected) as info:
-            await client.infer(task())
+            await client.infer(inference())
     assert isinstance(info.value, InDoubtError) == in_doubt
 
 
@@ -64,7 +47,7 @@ async def test_retry_after_reaches_the_client() -> None:
         httpx.AsyncClient() as http,
     ):
         with pytest.raises(TransientProviderError) as info:
-            await RunwareClient(http, sb.url, "key").infer(task())
+            await RunwareClient(http, sb.url, "key").infer(inference())
     assert info.value.retry_after == 1.0
 
 
@@ -72,7 +55,7 @@ async def test_reconcile_after_a_lost_answer() -> None:
     """After a dropped answer: getResponse has the images, and re-sending the taskUUID is a conflict."""
     async with running_sandbox(SandboxSettings(faults={"drop": 1.0})) as sb, httpx.AsyncClient() as http:
         client = RunwareClient(http, sb.url, "key")
-        lost = task()
+        lost = inference()
         with pytest.raises(InDoubtError):
             await client.infer(lost)
         status = await client.get_response(lost["taskUUID"], expected=1)
@@ -83,6 +66,6 @@ async def test_reconcile_after_a_lost_answer() -> None:
             await client.infer(lost)
         assert (await client.get_response(str(uuid.uuid4()), expected=1)).state == "unknown"
         with pytest.raises(PermanentProviderError) as info:
-            await client.infer(task(seed=3))
+            await client.infer(inference(seed=3))
         assert info.value.parameter == "seed"
         assert sb.billing()["tasks"] == 1

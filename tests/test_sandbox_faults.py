@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from sandbox_tasks import inference
 
 from pipeline.sandbox import SandboxHandle, SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": "Bearer k"}
-
-
-def inference(**overrides: Any) -> dict[str, Any]:
-    task: dict[str, Any] = {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "openai:1@2",
-        "positivePrompt": "a paper boat on a puddle",
-        "width": 1024,
-        "height": 1024,
-        "includeCost": True,
-        "providerSettings": {"openai": {"quality": "medium", "background": "opaque"}},
-    }
-    task.update(overrides)
-    return task
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield client
 
 
 async def poll(http: httpx.AsyncClient, sb: SandboxHandle, task_uuid: str) -> httpx.Response:

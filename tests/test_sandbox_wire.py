@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from sandbox_tasks import inference
 
 from pipeline.sandbox import SandboxHandle, SandboxSettings, running_sandbox
 
@@ -27,30 +28,6 @@ pytestmark = pytest.mark.anyio
 async def sandbox() -> AsyncIterator[SandboxHandle]:
     async with running_sandbox(SandboxSettings()) as sb:
         yield sb
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield client
-
-
-def inference(**overrides: Any) -> dict[str, Any]:
-    task: dict[str, Any] = {
-        "taskType": "imageInference",
-        "taskUUID": str(uuid.uuid4()),
-        "model": "openai:1@2",
-        "positivePrompt": "a red bicycle leaning on a blue wall",
-        "width": 1024,
-        "height": 1024,
-        "numberResults": 1,
-        "outputType": "URL",
-        "outputFormat": "JPG",
-        "includeCost": True,
-        "providerSettings": {"openai": {"quality": "medium", "background": "opaque"}},
-    }
-    task.update(overrides)
-    return task
 
 
 class TestRealExamples:
