@@ -24,8 +24,7 @@ __all__ = ["Budget", "estimate_usd"]
 
 def estimate_usd(request: ImageRequest) -> Decimal:
     """List price of ``request`` from its model profile: price per image * numberResults."""
-    profile = load_model_profile(request.model)
-    return profile.price_usd(request.quality, request.width, request.height) * request.number_results
+    return load_model_profile(request.model).estimate_usd(request)
 
 
 class Budget:

@@ -35,6 +35,7 @@ from pipeline.jobspec import JobSpec
 from pipeline.ledger import LedgerState, LedgerWriter, task_uuid_for
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
 from pipeline.outcome import Outcome, Stop
+from pipeline.profiles import load_model_profile
 from pipeline.progress import Tally
 from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
 from pipeline.retry import Backoff, retry_policy
@@ -63,7 +64,6 @@ class EngineHooks:
     backoff: Backoff = field(default_factory=Backoff)
     poll: Poll | None = None  # default: give up on a silent task after 2 * request_timeout_s + 60 s
     delivery: str = "sync"
-    settings_key: str = "openai"
     queue_size: int = 256
 
 
@@ -300,7 +300,7 @@ class Engine:
                     row.request,
                     task_uuid,
                     refs,
-                    settings_key=self.hooks.settings_key,
+                    profile=load_model_profile(row.request.model),
                     delivery=self.hooks.delivery,
                 )
                 try:

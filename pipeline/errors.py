@@ -12,7 +12,11 @@ CLI maps it to. Foreign exceptions (httpx, polars, pyarrow, pydantic) are transl
     ├── LimitReachedError              exit 3: budget or max runtime stopped dispatching
     └── ProviderError                  an answer (or lack of one) from the image provider
         ├── TransientProviderError  (TransientError)   429, 5xx, timeouts, dropped connections
+        │   └── ModelUnavailableError                  modelUnavailable: the model, for now (or for good
+        │                                              when it persists: then it is treated as refused)
         ├── PermanentProviderError  (PermanentError)   invalid parameter, content refused
+        │   └── ModelRefusedError                      the model itself is unusable (retired, unknown,
+        │                                              disabled): stop sending it, its rows stay pending
         └── FatalProviderError      (FatalError)       bad key, no credits, forbidden: exit 5
 
     TransientError / PermanentError / FatalError    mixins that decide retries
@@ -111,3 +115,12 @@ class FatalProviderError(ProviderError, FatalError):
     """The account cannot proceed: invalid key, no credits, forbidden."""
 
     exit_code = 5
+
+
+class ModelRefusedError(PermanentProviderError):
+    """The provider refuses the model itself (``invalidModel``, ``modelNotFound``, ``modelDisabled``, a
+    400 or 404 naming the ``model`` parameter): no row of that model can succeed in this run."""
+
+
+class ModelUnavailableError(TransientProviderError):
+    """``modelUnavailable``: the model cannot serve now; when it persists the run treats it as refused."""

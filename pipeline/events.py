@@ -107,6 +107,8 @@ class SubmittedEvent:
             "number_results": r.number_results,
             "reference_images": list(r.reference_images),
         }
+        if r.options:  # absent when none, as in 0.1's events
+            request["options"] = dict(r.options)
         estimate = None if estimate_usd is None else float(estimate_usd)
         return cls(
             id=row.id,

@@ -1,8 +1,10 @@
 """Fingerprints: one hash of everything that determines a row's images.
 
 A fingerprint is the sha256 (hex) of a canonical text: a version tag, then model, width, height, quality,
-background, output format, number of results, the reference keys in order, and the prompt last,
-separated by ``\\x1f`` (reference keys by ``\\x1e``)::
+background, output format, number of results, the reference keys in order, the other options (only when
+a row sets any: ``name=value`` sorted by name), and the prompt last, separated by ``\\x1f`` (reference keys
+and options by ``\\x1e``; an unset width, height, quality or background is empty). A request that sets no
+option beyond 0.1's quality and background has the text it had in 0.1, so its fingerprint never changes::
 
     fingerprint(request, ["sha256:9f2c...", "https://x/b.png"])   # '5be1...' (64 hex digits)
 
@@ -45,16 +47,18 @@ def reference_key(ref: str) -> str:
 
 def fingerprint_text(request: ImageRequest, reference_keys: Sequence[str]) -> str:
     """The canonical text that ``fingerprint`` hashes."""
+    options = REF_SEP.join(f"{name}={value}" for name, value in sorted(request.options))
     parts = (
         FINGERPRINT_VERSION,
         request.model,
-        str(request.width),
-        str(request.height),
+        "" if request.width is None else str(request.width),
+        "" if request.height is None else str(request.height),
         request.quality,
         request.background,
         request.output_format,
         str(request.number_results),
         REF_SEP.join(reference_keys),
+        *((options,) if options else ()),
         request.prompt,
     )
     return FIELD_SEP.join(parts)
@@ -70,23 +74,27 @@ def request_fingerprint(request: ImageRequest) -> str:
     return fingerprint(request, [reference_key(ref) for ref in request.reference_images])
 
 
-def fingerprint_text_expr(ref_keys: pl.Expr) -> pl.Expr:
-    """``fingerprint_text`` over the resolved columns of a manifest frame (``ref_keys``: joined keys)."""
-    return pl.concat_str(
-        [
-            pl.lit(FINGERPRINT_VERSION),
-            pl.col("model"),
-            pl.col("width").cast(pl.String),
-            pl.col("height").cast(pl.String),
-            pl.col("quality"),
-            pl.col("background"),
-            pl.col("output_format"),
-            pl.col("number_results").cast(pl.String),
-            ref_keys.fill_null(""),
-            pl.col("prompt"),
-        ],
-        separator=FIELD_SEP,
-    )
+def fingerprint_text_expr(ref_keys: pl.Expr, options: Sequence[str] = ()) -> pl.Expr:
+    """``fingerprint_text`` over the resolved columns of a manifest frame (``ref_keys``: joined keys;
+    ``options``: the frame's option columns besides quality and background, text or null)."""
+    head = [
+        pl.lit(FINGERPRINT_VERSION),
+        pl.col("model"),
+        pl.col("width").cast(pl.String).fill_null(""),
+        pl.col("height").cast(pl.String).fill_null(""),
+        pl.col("quality").fill_null(""),
+        pl.col("background").fill_null(""),
+        pl.col("output_format"),
+        pl.col("number_results").cast(pl.String),
+        ref_keys.fill_null(""),
+    ]
+    legacy = pl.concat_str([*head, pl.col("prompt")], separator=FIELD_SEP)
+    if not options:
+        return legacy
+    pairs = [pl.concat_str([pl.lit(f"{name}="), pl.col(name)]) for name in sorted(options)]
+    text = pl.concat_str(pairs, separator=REF_SEP, ignore_nulls=True)
+    with_options = pl.concat_str([*head, text, pl.col("prompt")], separator=FIELD_SEP)
+    return pl.when(text.fill_null("") == "").then(legacy).otherwise(with_options)
 
 
 def hash_texts(texts: pl.Series, length: int = 64) -> pl.Series:

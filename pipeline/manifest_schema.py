@@ -13,9 +13,9 @@ import polars as pl
 
 from pipeline.errors import ManifestError
 from pipeline.fingerprint import FIELD_SEP, REF_SEP
-from pipeline.jobspec import MANIFEST_FIELDS, JobSpec
+from pipeline.jobspec import JobSpec, manifest_fields
 
-__all__ = ["MANIFEST_FIELDS", "ManifestColumns", "map_columns"]
+__all__ = ["ManifestColumns", "map_columns"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ManifestColumns:
 
     @property
     def passthrough(self) -> tuple[str, ...]:
-        return tuple(name for name in self.schema if name not in MANIFEST_FIELDS)
+        fields = manifest_fields()
+        return tuple(name for name in self.schema if name not in fields)
 
     def source(self, name: str) -> str:
         return self.original.get(name, name)

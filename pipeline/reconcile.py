@@ -96,12 +96,13 @@ def row_from_submitted(ev: SubmittedEvent) -> Row:
     request = ImageRequest(
         model=r["model"],
         prompt=r["prompt"],
-        width=int(r["width"]),
-        height=int(r["height"]),
-        quality=r["quality"],
-        background=r["background"],
+        width=None if r.get("width") is None else int(r["width"]),
+        height=None if r.get("height") is None else int(r["height"]),
+        quality=r.get("quality") or "",
+        background=r.get("background") or "",
         output_format=r["output_format"],
         number_results=int(r["number_results"]),
         reference_images=tuple(r.get("reference_images") or ()),
+        options=tuple(sorted((r.get("options") or {}).items())),
     )
     return Row(0, ev.id, ev.fingerprint, request, dict(ev.passthrough))

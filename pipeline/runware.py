@@ -30,6 +30,7 @@ from pipeline.runware_wire import (
     get_response_task,
     images_of,
     inference_task,
+    is_model_refusal,
     is_overload,
     read_answer,
     task_status,
@@ -47,6 +48,7 @@ __all__ = [
     "classify",
     "data_uri_of",
     "inference_task",
+    "is_model_refusal",
     "is_overload",
     "transport_error",
 ]
@@ -86,8 +88,9 @@ class RunwareClient:
             body = await response.aread()
         except httpx.HTTPError as exc:
             raise self._scrub(transport_error(exc)) from None
+        task_type = tasks[-1].get("taskType") if tasks else None
         try:
-            return read_answer(response.status_code, response.headers, body)
+            return read_answer(response.status_code, response.headers, body, task_type=task_type)
         except ProviderError as exc:
             raise self._scrub(exc) from None
 

@@ -1,6 +1,6 @@
 """Runware's wire format, as pure functions: build tasks, read answers, classify errors.
 
-    task = inference_task(row.request, task_uuid, refs)        # one imageInference task (a dict)
+    task = inference_task(row.request, task_uuid, refs, profile=profile)   # one imageInference task
     items = read_answer(status, headers, body)                  # data items, or a classified ProviderError
     images = images_of(items, task_uuid)                        # the generated images of that task
 
@@ -9,10 +9,16 @@ Every failure becomes one of (``pipeline.errors``)::
     TransientProviderError           refused for now (429, 503, 504): a new attempt may succeed
     ├── InDoubtError                 no readable answer (timeout, dropped connection, 500, bad body):
     │                                the task may be running; reconcile it with getResponse first
+    └── ModelUnavailableError        modelUnavailable (and kin): the model cannot serve now
     PermanentProviderError           invalid parameter, content refused: fail the row
     ├── TaskConflictError            conflictTaskUUID: the taskUUID was already submitted
-    └── TaskUnknownError             getResponse does not know the taskUUID
+    ├── TaskUnknownError             getResponse does not know the taskUUID (never for imageInference)
+    └── ModelRefusedError            the model itself is refused (retired, unknown, disabled)
     FatalProviderError               bad key (401), no credits (402), forbidden (403): stop the run
+
+Which codes mean "the model" is a guess (no retired-model code is documented), so a family is matched:
+any code naming a model with a word of absence (``invalidModel``, ``modelNotFound``, ``unknownModel``,
+``modelDisabled``, ``modelDeprecated``...), or a 400/404 whose ``parameter`` is ``model``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import base64
 import email.utils
 import json
 import mimetypes
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,10 +36,13 @@ from typing import Any
 
 from pipeline.errors import (
     FatalProviderError,
+    ModelRefusedError,
+    ModelUnavailableError,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
 )
+from pipeline.profiles import ModelProfile
 from pipeline.rows import ImageRequest
 
 __all__ = [
@@ -46,6 +56,7 @@ __all__ = [
     "get_response_task",
     "images_of",
     "inference_task",
+    "is_model_refusal",
     "parse_retry_after",
     "read_answer",
     "task_status",
@@ -76,6 +87,16 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+# A code about the model itself: it names a model and says it is absent, unknown, off or unusable.
+_MODEL_CODE = re.compile(
+    r"(?i)(model.*(notfound|unknown|invalid|disabled|deprecated|retired|removed|sunset|gone|notsupported"
+    r"|unsupported|unavailable|notready|notavailable))|((invalid|unknown|unsupported|retired|deprecated"
+    r"|disabled|removed)model)"
+)
+_MODEL_NOT_NOW = re.compile(r"(?i)model.*(unavailable|notready|notavailable)")
+_MODEL_STATUSES = frozenset({400, 404, 410, 503})
+
+
 class InDoubtError(TransientProviderError):
     """No readable answer: the task may or may not be running. Reconcile before a new attempt."""
 
@@ -96,28 +117,57 @@ def inference_task(
     task_uuid: str,
     reference_images: Sequence[str] = (),
     *,
-    settings_key: str = "openai",
+    profile: ModelProfile,
     delivery: str = "sync",
 ) -> dict[str, Any]:
-    """The ``imageInference`` task for ``request``; ``reference_images`` already resolved for the wire."""
+    """The ``imageInference`` task for ``request``; ``reference_images`` already resolved for the wire.
+
+    Each option goes where ``profile`` puts it (top level, ``settings``, ``providerSettings.<p>``); a
+    container appears only when an option fills it, so a task carries exactly what the model declares.
+    """
     task: dict[str, Any] = {
         "taskType": "imageInference",
         "taskUUID": task_uuid,
         "model": request.model,
         "positivePrompt": request.prompt,
-        "width": request.width,
-        "height": request.height,
-        "numberResults": request.number_results,
-        "outputType": "URL",
-        "outputFormat": request.output_format,
-        "includeCost": True,
-        "providerSettings": {settings_key: {"quality": request.quality, "background": request.background}},
     }
+    if request.width is not None and request.height is not None:
+        task["width"] = request.width
+        task["height"] = request.height
+    nested: dict[str, Any] = {}
+    for name, option in profile.options.items():  # the profile's order: the seed requests' order
+        text = request.option(name)
+        if text is None:
+            continue
+        where = task if option.at == "top" else nested
+        _put(where, option.at, option.wire_name(name), option.to_wire(text))
+    task.update(
+        numberResults=request.number_results,
+        outputType="URL",
+        outputFormat=request.output_format,
+        includeCost=True,
+    )
+    task.update(nested)
     if reference_images:
-        task["inputs"] = {"referenceImages": list(reference_images)}
+        _put_path(task, profile.references.field, list(reference_images))
     if delivery == "async":
         task["deliveryMethod"] = "async"
     return task
+
+
+def _put(target: dict[str, Any], at: str, key: str, value: object) -> None:
+    """``target[...at...][key] = value`` for ``at`` = "top", "settings" or "providerSettings.<p>"."""
+    if at == "top":
+        target[key] = value
+        return
+    _put_path(target, f"{at}.{key}", value)
+
+
+def _put_path(target: dict[str, Any], dotted: str, value: object) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
 
 
 def get_response_task(task_uuid: str) -> dict[str, Any]:
@@ -162,8 +212,13 @@ def classify(
     task_uuid: str | None = None,
     parameter: str | None = None,
     retry_after: float | None = None,
+    task_type: str | None = None,
 ) -> ProviderError:
-    """The typed error for an error answer (HTTP status and/or Runware error code)."""
+    """The typed error for an error answer (HTTP status and/or Runware error code).
+
+    ``task_type`` is the task the answer is about: a 404 means "no such task" only for ``getResponse``;
+    for ``imageInference`` it is about the model (or the request), never a reason to resubmit.
+    """
     code = code or (f"http{status}" if status else "unknown")
     kwargs: dict[str, Any] = {
         "message": message,
@@ -175,7 +230,11 @@ def classify(
     }
     if code in CONFLICT_CODES:
         return TaskConflictError(**kwargs)
-    if code in UNKNOWN_TASK_CODES or status == 404:
+    if task_type == "getResponse" and (code in UNKNOWN_TASK_CODES or status == 404):
+        return TaskUnknownError(**kwargs)
+    if refused := _model_error(status, code, parameter, task_type):
+        return refused(**kwargs)
+    if code in UNKNOWN_TASK_CODES:
         return TaskUnknownError(**kwargs)
     if code in FATAL_CODES or status in FATAL_STATUSES:
         return FatalProviderError(**kwargs)
@@ -188,12 +247,31 @@ def classify(
     return PermanentProviderError(**kwargs)
 
 
+def _model_error(
+    status: int | None, code: str, parameter: str | None, task_type: str | None
+) -> type[ProviderError] | None:
+    """``ModelRefusedError`` / ``ModelUnavailableError`` when the answer is about the model itself."""
+    if task_type not in (None, "imageInference"):
+        return None
+    about_model = bool(_MODEL_CODE.search(code)) or (parameter == "model" and status in _MODEL_STATUSES)
+    if not about_model and not (status == 404 and task_type == "imageInference"):
+        return None
+    return ModelUnavailableError if _MODEL_NOT_NOW.search(code) else ModelRefusedError
+
+
+def is_model_refusal(exc: BaseException) -> bool:
+    """The answer says the model cannot be used (for good, or for now)."""
+    return isinstance(exc, (ModelRefusedError, ModelUnavailableError))
+
+
 def is_overload(exc: BaseException) -> bool:
     """The provider said it is overloaded (shrink the window)."""
     return isinstance(exc, ProviderError) and exc.status in OVERLOAD_STATUSES
 
 
-def _error_of(error: Mapping[str, Any], status: int | None, retry_after: float | None) -> ProviderError:
+def _error_of(
+    error: Mapping[str, Any], status: int | None, retry_after: float | None, task_type: str | None = None
+) -> ProviderError:
     return classify(
         status,
         str(error.get("code") or "") or None,
@@ -201,6 +279,7 @@ def _error_of(error: Mapping[str, Any], status: int | None, retry_after: float |
         task_uuid=_str_or_none(error.get("taskUUID")),
         parameter=_str_or_none(error.get("parameter")),
         retry_after=retry_after,
+        task_type=_str_or_none(error.get("taskType")) or task_type,
     )
 
 
@@ -208,10 +287,13 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def read_answer(status: int, headers: Mapping[str, str], body: bytes) -> list[dict[str, Any]]:
+def read_answer(
+    status: int, headers: Mapping[str, str], body: bytes, *, task_type: str | None = None
+) -> list[dict[str, Any]]:
     """The ``data`` items of an answer; raises the classified error of an error answer.
 
     A body that is not the JSON envelope raises ``InDoubtError`` (or the HTTP status' error).
+    ``task_type``: the kind of task sent, for errors that do not say it themselves.
     """
     retry_after = parse_retry_after(headers.get("retry-after"))
     try:
@@ -220,7 +302,13 @@ def read_answer(status: int, headers: Mapping[str, str], body: bytes) -> list[di
         envelope = None
     if not isinstance(envelope, dict):
         if status >= 400:
-            raise classify(status, None, f"HTTP {status} with an unreadable body", retry_after=retry_after)
+            raise classify(
+                status,
+                None,
+                f"HTTP {status} with an unreadable body",
+                retry_after=retry_after,
+                task_type=task_type,
+            )
         raise InDoubtError(message="unreadable answer (not a JSON envelope)", code="malformedAnswer")
     errors = envelope.get("errors") or []
     data = envelope.get("data") or []
@@ -229,9 +317,9 @@ def read_answer(status: int, headers: Mapping[str, str], body: bytes) -> list[di
     if status >= 400 or (errors and not data):
         first = errors[0] if errors and isinstance(errors[0], dict) else {}
         raise (
-            _error_of(first, status if status >= 400 else None, retry_after)
+            _error_of(first, status if status >= 400 else None, retry_after, task_type)
             if first
-            else classify(status, None, f"HTTP {status}", retry_after=retry_after)
+            else classify(status, None, f"HTTP {status}", retry_after=retry_after, task_type=task_type)
         )
     return [item for item in data if isinstance(item, dict)]
 
