@@ -55,7 +55,8 @@ class ImageRequest:
     def option(self, name: str) -> str | None:
         """The value of option ``name``, or None when it is not set."""
         if name in LEGACY_OPTIONS:
-            return getattr(self, name) or None  # type: ignore[no-any-return]
+            value: str = getattr(self, name)
+            return value or None
         return next((value for key, value in self.options if key == name), None)
 
     def option_items(self) -> tuple[tuple[str, str], ...]:
