@@ -1,9 +1,14 @@
-"""The imageInference task the sandbox tests send: the shape of the shared Runware examples."""
+"""The imageInference tasks the sandbox tests send: the shape of the shared Runware examples, and the
+task the pipeline's own wire builder makes for any model of the catalog."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+
+from pipeline.profiles import load_model_profile, parse_size
+from pipeline.rows import ImageRequest
+from pipeline.runware_wire import inference_task
 
 
 def inference(**overrides: Any) -> dict[str, Any]:
@@ -22,3 +27,36 @@ def inference(**overrides: Any) -> dict[str, Any]:
         "providerSettings": {"openai": {"quality": "medium", "background": "opaque"}},
         **overrides,
     }
+
+
+def default_request(model: str, **changes: Any) -> ImageRequest:
+    """What a job row with nothing but a prompt asks of ``model``: its default size and every option
+    that has a default (``changes`` replace fields; ``options`` are merged by name)."""
+    profile = load_model_profile(model)
+    defaults = {
+        name: _text(spec.default) for name, spec in profile.options.items() if spec.default is not None
+    }
+    defaults.update(dict(changes.pop("options", ())))
+    width, height = parse_size(profile.sizes.default) if profile.sizes.default else (None, None)
+    fields: dict[str, Any] = {
+        "model": model,
+        "prompt": "a lighthouse on a cliff at dusk",
+        "width": width,
+        "height": height,
+        "quality": defaults.pop("quality", ""),
+        "background": defaults.pop("background", ""),
+        "output_format": "JPG",
+        "number_results": 1,
+        "options": tuple(sorted(defaults.items())),
+    }
+    return ImageRequest(**{**fields, **changes})
+
+
+def model_task(model: str, refs: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
+    """The task the pipeline's own wire builder sends for ``default_request(model, **changes)``."""
+    request = default_request(model, **changes)
+    return inference_task(request, str(uuid.uuid4()), refs, profile=load_model_profile(model))
+
+
+def _text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from pipeline.profiles import load_model_profile
 from pipeline.sandbox import SandboxSettings
 from pipeline.sandbox.billing import Billing
 from pipeline.sandbox.faults import FaultDice
@@ -131,8 +133,8 @@ class TestValidation:
         """Omitted parameters take Runware's defaults; price comes from the model profile."""
         valid = validate_inference(task(), known_image=lambda _: False)
         assert (valid.output_type, valid.output_format, valid.number_results) == ("URL", "JPG", 1)
-        assert (valid.quality, valid.delivery, valid.include_cost) == ("auto", "sync", True)
-        assert valid.price_usd == Decimal("0.25")  # auto is priced as high
+        assert (valid.option("quality"), valid.delivery, valid.include_cost) == (None, "sync", True)
+        assert valid.price_usd == Decimal("0.25")  # unset: the provider's auto, priced as high
 
     def test_price_by_quality_and_size(self) -> None:
         """The price is the profile's, by quality and size."""
@@ -157,19 +159,44 @@ class TestValidation:
         assert info.value.parameter == "inputs.referenceImages"
 
     def test_unknown_parameter(self) -> None:
-        """A parameter no model knows is refused, naming it."""
+        """A parameter the model does not declare is refused as the real API does, naming it."""
         with pytest.raises(WireError) as info:
             validate_inference(task(colour="red"), known_image=lambda _: False)
         assert (info.value.status, info.value.code, info.value.parameter) == (
             400,
-            "unknownParameter",
+            "unsupportedParameter",
             "colour",
         )
+
+    def test_options_are_canonical(self) -> None:
+        """Options are read wherever the profile places them, as canonical text under their names."""
+        raw = task(providerSettings={"openai": {"quality": "LOW", "background": "transparent"}})
+        valid = validate_inference(raw, known_image=lambda _: False)
+        assert valid.options == (("background", "transparent"), ("quality", "low"))
 
     def test_bool_is_not_a_number(self) -> None:
         """width true is not a width."""
         with pytest.raises(WireError):
             validate_inference(task(width=True), known_image=lambda _: False)
+
+
+class TestRetirementSettings:
+    def test_retired_code(self) -> None:
+        """A named model is refused with its code; --lifecycle refuses from the shutdown date on."""
+        mini, live = load_model_profile("openai:1@2"), load_model_profile("openai:gpt-image@2")
+        shutdown = mini.lifecycle.shutdown
+        assert shutdown is not None
+        named = SandboxSettings(retire={"openai:1@2": "modelUnavailable"})
+        assert (named.retired_code(mini), named.retired_code(live)) == ("modelUnavailable", None)
+        lifecycle = SandboxSettings(lifecycle=True, today=shutdown)
+        assert (lifecycle.retired_code(mini), lifecycle.retired_code(live)) == ("invalidModel", None)
+        eve = SandboxSettings(lifecycle=True, today=shutdown - dt.timedelta(days=1))
+        assert eve.retired_code(mini) is None
+        assert SandboxSettings(today=shutdown).retired_code(mini) is None
+
+    def test_today_defaults_to_the_utc_date(self) -> None:
+        """Without an injected date, the lifecycle is judged on today's UTC date."""
+        assert SandboxSettings().judged_on() == dt.datetime.now(dt.UTC).date()
 
 
 class TestRetention:

@@ -68,6 +68,23 @@ class TestOfficialSdk:
             )
         assert results[0]["imageUUID"]
 
+    async def test_sdk_runs_another_provider(self, sandbox: SandboxHandle) -> None:
+        """A FLUX.2 [pro] task with its own options (seed, providerSettings.bfl) goes through the SDK,
+        billed per megapixel."""
+        task = {
+            "taskType": "imageInference",
+            "model": "bfl:5@1",
+            "positivePrompt": "a paper boat on a puddle",
+            "width": 1024,
+            "height": 768,
+            "seed": 42,
+            "includeCost": True,
+            "providerSettings": {"bfl": {"safetyTolerance": 2}},
+        }
+        async with Runware(api_key=KEY, transport="rest", http_base_url=sandbox.url, max_retries=0) as sdk:
+            results = await sdk.run(task)
+        assert [r["cost"] for r in results] == [0.03]  # under 1 MP: the first megapixel's price
+
     async def test_sdk_sees_a_bad_key(self, sandbox: SandboxHandle) -> None:
         """A wrong key is refused and the SDK raises its auth error."""
         async with Runware(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from pipeline.cli import main
+from pipeline.cli.sandbox import build_settings, register
 from pipeline.sandbox import SandboxSettings, SandboxThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +85,10 @@ class TestCommand:
             (["--fault", "429=lots"], "not a number"),
             (["--latency", "soon"], "--latency"),
             (["--capacity", "0"], "--capacity"),
+            (["--retire", "openai:1@2=teapot"], "unknown code 'teapot'"),
+            (["--retire", "acme:1@1"], "unknown model 'acme:1@1'"),
+            (["--retire", "=modelNotFound"], "MODEL[=CODE]"),
+            (["--today", "2026-13-01"], "--today"),
         ],
     )
     def test_bad_flags_exit_2(
@@ -94,6 +101,32 @@ class TestCommand:
         err = " ".join(capsys.readouterr().err.split())
         assert reason in err
         assert "Traceback" not in err
+
+
+class TestRetireFlags:
+    def test_flags_build_the_settings(self) -> None:
+        """--lifecycle, --retire MODEL[=CODE] (repeatable, invalidModel by default) and --today."""
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
+        flags = ["--lifecycle", "--retire", "openai:1@2", "--retire", "openai:1@1=modelNotFound"]
+        args = parser.parse_args(["sandbox", *flags, "--today", "2026-12-01"])
+        settings = build_settings(args)
+        assert settings.lifecycle
+        assert settings.retire == {"openai:1@2": "invalidModel", "openai:1@1": "modelNotFound"}
+        assert settings.today == dt.date(2026, 12, 1)
+        plain = build_settings(parser.parse_args(["sandbox"]))
+        assert (plain.lifecycle, plain.retire, plain.today) == (False, {}, None)
+
+    @pytest.mark.parametrize("cli_sandbox", [["--retire", "openai:1@2=modelUnavailable"]], indirect=True)
+    def test_retired_model_is_refused_by_the_server(
+        self, cli_sandbox: tuple[subprocess.Popen[str], str]
+    ) -> None:
+        """The running server answers a retired model as the flag says, and serves the others."""
+        _, url = cli_sandbox
+        retired = httpx.post(url, json=[inference()], headers=AUTH, timeout=30)
+        assert (retired.status_code, retired.json()["errors"][0]["code"]) == (503, "modelUnavailable")
+        other = inference(model="openai:1@1")
+        assert httpx.post(url, json=[other], headers=AUTH, timeout=30).status_code == 200
 
 
 _CLIENT = textwrap.dedent(

@@ -1,6 +1,7 @@
 """`pipeline sandbox`: run the Runware-compatible sandbox server until Ctrl-C or SIGTERM.
 
 pipeline sandbox --port 8080 --latency uniform:100ms-2s --fault 429=0.1 --fault hang=0.01 --seed 7
+pipeline sandbox --lifecycle --retire openai:1@1=modelNotFound   # play a provider that dropped models
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pydantic import ValidationError
 from pipeline.cli._output import emit_json, err_console
 from pipeline.errors import UsageError
 from pipeline.sandbox import FAULT_KINDS, SandboxSettings, running_sandbox
+from pipeline.sandbox.settings import RETIRE_CODES
 
-__all__ = ["build_settings", "parse_fault", "register"]
+__all__ = ["build_settings", "parse_fault", "parse_retire", "register"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -61,6 +63,25 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retry-after", type=float, default=1.0, metavar="S", help="Retry-After of 429-retry-after (s)"
     )
+    parser.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="refuse models past their shutdown date (invalidModel), as the real API will",
+    )
+    parser.add_argument(
+        "--retire",
+        action="append",
+        default=[],
+        metavar="MODEL[=CODE]",
+        help=f"refuse MODEL as a provider that dropped it; CODE: {', '.join(RETIRE_CODES)} "
+        "(default invalidModel)",
+    )
+    parser.add_argument(
+        "--today",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the date --lifecycle judges by (default: today, UTC; for tests and rehearsals)",
+    )
     parser.set_defaults(func=_handle)
 
 
@@ -73,6 +94,15 @@ def parse_fault(text: str) -> tuple[str, float]:
         return kind.strip(), float(rate)
     except ValueError:
         raise UsageError(f"--fault {text!r}: {rate!r} is not a number") from None
+
+
+def parse_retire(text: str) -> tuple[str, str]:
+    """``"openai:1@2=modelNotFound"`` -> ``("openai:1@2", "modelNotFound")``; the code defaults to
+    ``invalidModel``."""
+    model, _, code = text.partition("=")
+    if not model.strip():
+        raise UsageError(f"--retire {text!r}: expected MODEL[=CODE], e.g. openai:1@2=modelNotFound")
+    return model.strip(), code.strip() or "invalidModel"
 
 
 def build_settings(args: argparse.Namespace) -> SandboxSettings:
@@ -89,12 +119,15 @@ def build_settings(args: argparse.Namespace) -> SandboxSettings:
             capacity=args.capacity,
             balance_usd=args.balance,
             retry_after_s=args.retry_after,
+            lifecycle=args.lifecycle,
+            retire=dict(parse_retire(text) for text in args.retire),
+            today=args.today,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_usd", "").replace("_s", "").replace("_", "-")
         flag = "--fault" if flag == "--faults" else flag
-        raise UsageError(f"{flag}: {first['msg']}") from None
+        raise UsageError(f"{flag}: {str(first['msg']).removeprefix('Value error, ')}") from None
 
 
 async def _serve(settings: SandboxSettings, as_json: bool, quiet: bool) -> None:

@@ -3,7 +3,7 @@
 POST /v1                    Runware tasks (a JSON array)
 GET  /image/<imageUUID>.ext generated and uploaded images
 GET  /sandbox/billing       totals and duplicate charges
-GET|POST /sandbox/faults    read or change latency, faults, capacity, balance, seed, key
+GET|POST /sandbox/faults    read or change latency, faults, capacity, balance, seed, key, retired models
 POST /sandbox/balance       {"usd": X}: top up the credit
 """
 
@@ -172,7 +172,9 @@ class SandboxApp:
             await _send(send, 200, _json({"charges": charges}), [_JSON])
             return
         if name == "faults" and method == "GET":
-            await _send(send, 200, _json(sandbox.settings.model_dump(exclude={"api_key"})), [_JSON])
+            await _send(
+                send, 200, _json(sandbox.settings.model_dump(mode="json", exclude={"api_key"})), [_JSON]
+            )
             return
         if method != "POST" or name not in ("faults", "balance"):
             await _send(send, 404, _json({"error": f"no admin endpoint {method} /sandbox/{name}"}), [_JSON])
@@ -183,7 +185,7 @@ class SandboxApp:
                 raise ValueError("the body must be a JSON object")
             if name == "faults":
                 sandbox.configure(payload)
-                result: dict[str, Any] = sandbox.settings.model_dump(exclude={"api_key"})
+                result: dict[str, Any] = sandbox.settings.model_dump(mode="json", exclude={"api_key"})
             else:
                 sandbox.billing.top_up(Decimal(str(payload["usd"])))
                 result = sandbox.billing_summary()

@@ -24,13 +24,18 @@ class Charge:
     images: int
     cost_usd: Decimal
     image_uuids: tuple[str, ...] = ()
+    image_costs: tuple[Decimal, ...] = ()  # each image's cost when they differ (token-billed models)
 
     def as_json(self) -> dict[str, Any]:
-        each = float(self.cost_usd / self.images) if self.images else 0.0
+        even = self.cost_usd / self.images if self.images else Decimal(0)
+        costs = self.image_costs or (even,) * len(self.image_uuids)
         return {
             "task_uuid": self.task_uuid,
             "cost_usd": float(self.cost_usd),
-            "images": [{"image_uuid": image, "cost_usd": each} for image in self.image_uuids],
+            "images": [
+                {"image_uuid": image, "cost_usd": float(cost)}
+                for image, cost in zip(self.image_uuids, costs, strict=True)
+            ],
         }
 
 
@@ -52,9 +57,10 @@ class Billing:
         images: int,
         cost: Decimal,
         image_uuids: tuple[str, ...] = (),
+        image_costs: tuple[Decimal, ...] = (),
     ) -> None:
         """Record one completed task's charge."""
-        self.charges.append(Charge(task_uuid, images, cost, image_uuids))
+        self.charges.append(Charge(task_uuid, images, cost, image_uuids, image_costs))
         self.total_usd += cost
         self.images += images
         self._by_task[task_uuid] += 1

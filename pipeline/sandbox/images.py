@@ -36,7 +36,7 @@ class Images:
             height=task.height,
             output_format=task.output_format,
             output_quality=task.output_quality,
-            transparent=task.background == "transparent",
+            transparent=task.option("background") == "transparent",
         )
         self._store.images[image_uuid] = ImageEntry(
             spec, task.references, mime=MIME_TYPES[task.output_format]
@@ -48,7 +48,7 @@ class Images:
             "imageURL": f"{base_url}/image/{image_uuid}.{EXTENSIONS[task.output_format]}",
         }
         if task.include_cost:
-            item["cost"] = float(task.price_usd)
+            item["cost"] = float(task.image_cost(index))
         return item
 
     async def deliver(

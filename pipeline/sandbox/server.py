@@ -60,7 +60,7 @@ class SandboxHandle:
         return dict(self._call(self.sandbox.billing_summary))
 
     def configure(self, **changes: Any) -> None:
-        """Change latency, faults, capacity, balance, seed or key while running."""
+        """Change latency, faults, capacity, balance, seed, key or retired models while running."""
         self._call(self.sandbox.configure, changes)
 
     def top_up(self, usd: float) -> None:

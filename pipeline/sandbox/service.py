@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from pipeline.profiles import model_profiles
 from pipeline.sandbox.billing import Billing
 from pipeline.sandbox.faults import FaultDice
 from pipeline.sandbox.images import Images
@@ -35,6 +36,7 @@ from pipeline.sandbox.wire import (
     insufficient_credits,
     invalid_api_key,
     invalid_parameter,
+    model_refused,
     transient,
 )
 
@@ -173,6 +175,7 @@ class Sandbox:
     ) -> list[dict[str, Any]]:
         kind = raw.get("taskType")
         if kind == "imageInference":
+            self._refuse_retired(raw)
             record = self._accept(validate_inference(raw, known_image=self.store.has_image))
             if record.task.delivery == "sync":
                 waiting.append(record)
@@ -190,6 +193,16 @@ class Sandbox:
 
     # -- imageInference ---------------------------------------------------------------------------------
 
+    def _refuse_retired(self, raw: dict[str, Any]) -> None:
+        """Answer as a provider that dropped the model (before anything is validated or charged)."""
+        check_task_uuid(raw)
+        profile = model_profiles().get(_str(raw.get("model")) or "")
+        if profile is None:
+            return  # not a model of the catalog: validation answers invalidModel
+        code = self.settings.retired_code(profile)
+        if code is not None:
+            raise model_refused(code, profile.id)
+
     def _accept(self, task: InferenceTask) -> TaskRecord:
         """Queue the task (or refuse it: conflict, queue full, no credit) and start generating it."""
         if task.task_uuid in self.store.tasks:
@@ -197,7 +210,7 @@ class Sandbox:
         capacity = self.settings.capacity
         if capacity is not None and self._in_flight >= capacity:
             raise WireError(429, "queueFull", f"Too many tasks in flight (capacity {capacity}): try later.")
-        cost = task.price_usd * task.number_results
+        cost = sum(task.image_costs(), Decimal(0))  # what completing it will charge
         if not self.billing.can_afford(cost, self._reserved):
             raise insufficient_credits()
         record = TaskRecord(task, time.monotonic())
@@ -225,8 +238,9 @@ class Sandbox:
         task = record.task
         items = [self.images.register(task, index, self.base_url) for index in range(task.number_results)]
         image_uuids = tuple(item["imageUUID"] for item in items)
+        costs = task.image_costs()
         self.billing.charge(
-            task.task_uuid, task.prompt_key(), len(items), task.price_usd * len(items), image_uuids
+            task.task_uuid, task.prompt_key(), len(items), sum(costs, Decimal(0)), image_uuids, costs
         )
         record.items = items
         record.completed_at = time.monotonic()

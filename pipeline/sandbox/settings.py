@@ -1,13 +1,17 @@
-"""What the sandbox is told: address, key, latency, fault rates, queue capacity, credit balance.
+"""What the sandbox is told: address, key, latency, fault rates, queue capacity, credit balance, and
+which models it plays as retired.
 
 The same fields are keyword arguments of the in-process form, flags of ``pipeline sandbox`` and JSON
 fields of ``POST /sandbox/faults``::
 
     SandboxSettings(latency="uniform:100ms-2s", faults={"429": 0.1, "hang": 0.01}, seed=7)
+    SandboxSettings(retire={"openai:1@2": "modelNotFound"})            # refuse one model (404)
+    SandboxSettings(lifecycle=True, today=dt.date(2026, 12, 1))        # refuse models past shutdown
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -15,10 +19,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["FAULT_KINDS", "Latency", "SandboxSettings", "parse_duration", "parse_latency"]
+from pipeline.profiles import ModelProfile, model_profiles
+from pipeline.sandbox.wire import MODEL_REFUSAL_CODES
+
+__all__ = [
+    "FAULT_KINDS",
+    "RETIRE_CODES",
+    "Latency",
+    "SandboxSettings",
+    "parse_duration",
+    "parse_latency",
+]
 
 #: Every fault the sandbox can inject, in the order a request's roll walks them.
 FAULT_KINDS = ("429", "429-retry-after", "403", "500", "503", "504", "hang", "drop", "malformed")
+
+#: How a provider that dropped a model may answer for it (each code has its HTTP status: see ``wire``).
+RETIRE_CODES = MODEL_REFUSAL_CODES
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -82,6 +99,11 @@ class SandboxSettings(BaseModel):
     balance_usd: float | None = Field(None, ge=0, description="Credit; 402 insufficientCredits once spent")
     retry_after_s: float = Field(1.0, ge=0, description="Retry-After of the 429-retry-after fault")
     hang_max_s: float = Field(3600.0, gt=0, description="A hung request gives up after this long")
+    lifecycle: bool = Field(False, description="Refuse models past their shutdown date (invalidModel)")
+    retire: dict[str, str] = Field(
+        default_factory=dict, description="Models refused as retired: model id -> error code"
+    )
+    today: dt.date | None = Field(None, description="The date --lifecycle judges by; None = today (UTC)")
 
     @field_validator("latency")
     @classmethod
@@ -101,9 +123,31 @@ class SandboxSettings(BaseModel):
             raise ValueError("fault rates add up to more than 1")
         return faults
 
+    @field_validator("retire")
+    @classmethod
+    def _retire_codes_known(cls, retire: dict[str, str]) -> dict[str, str]:
+        known = model_profiles()
+        for model, code in retire.items():
+            if model not in known:  # a typo would otherwise retire nothing, silently
+                raise ValueError(f"unknown model {model!r} (known: {', '.join(sorted(known))})")
+            if code not in RETIRE_CODES:
+                raise ValueError(f"{model}: unknown code {code!r} (known: {', '.join(RETIRE_CODES)})")
+        return retire
+
     @property
     def parsed_latency(self) -> Latency:
         return parse_latency(self.latency)
+
+    def retired_code(self, profile: ModelProfile) -> str | None:
+        """The code the model of ``profile`` is refused with as retired (None: it is served)."""
+        if profile.id in self.retire:
+            return self.retire[profile.id]
+        if self.lifecycle and profile.lifecycle.status(self.judged_on()) == "retired":
+            return "invalidModel"  # a provider drops a shut-down model from its registry
+        return None
+
+    def judged_on(self) -> dt.date:
+        return self.today or dt.datetime.now(dt.UTC).date()
 
     def updated(self, changes: dict[str, Any]) -> SandboxSettings:
         """A copy with ``changes`` applied and validated (``host`` and ``port`` cannot change)."""

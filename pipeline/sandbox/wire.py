@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MODEL_REFUSAL_CODES",
     "WireError",
     "conflict",
     "envelope",
@@ -17,6 +18,7 @@ __all__ = [
     "insufficient_credits",
     "invalid_api_key",
     "invalid_parameter",
+    "model_refused",
     "transient",
 ]
 
@@ -75,6 +77,27 @@ def invalid_parameter(parameter: str, message: str, code: str | None = None) -> 
     """400 for a bad parameter, naming it (``invalidWidth`` style codes, as Runware's)."""
     name = parameter.rpartition(".")[2]
     return WireError(400, code or f"invalid{name[:1].upper()}{name[1:]}", message, parameter=parameter)
+
+
+# Real answers for a model the provider does not (or no longer, or not now) serve.
+_MODEL_REFUSALS = {
+    "invalidModel": (
+        400,
+        "Invalid value for model parameter. Model must be an string value representing a valid AIR "
+        "identifier.",
+    ),
+    "modelNotFound": (404, "Model {model} not found."),
+    "modelUnavailable": (503, "Model {model} is not available at the moment."),
+}
+
+MODEL_REFUSAL_CODES = tuple(_MODEL_REFUSALS)
+
+
+def model_refused(code: str, model: str) -> WireError:
+    """The answer of a provider that does not serve ``model``: ``invalidModel`` (400), ``modelNotFound``
+    (404) or ``modelUnavailable`` (503), naming the ``model`` parameter."""
+    status, message = _MODEL_REFUSALS[code]
+    return WireError(status, code, message.format(model=model), parameter="model")
 
 
 def invalid_api_key() -> WireError:
