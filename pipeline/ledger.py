@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -87,6 +87,7 @@ __all__ = [
     "read_events",
     "read_records",
     "read_row_states",
+    "read_submitted",
     "task_uuid_for",
     "utc_now",
 ]
@@ -164,10 +165,11 @@ def read_events(path: str | Path) -> Iterator[Event]:
             yield event
 
 
-def load_state(path: str | Path) -> LedgerState:
-    """The fold of the ledger at ``path`` (an empty state if there is no ledger yet)."""
+def load_state(path: str | Path, *, earlier_models: bool = False) -> LedgerState:
+    """The fold of the ledger at ``path`` (an empty state if there is no ledger yet); ``earlier_models``:
+    see ``fold``."""
     with gc_paused():
-        return fold(read_events(path))
+        return fold(read_events(path), earlier_models=earlier_models)
 
 
 @contextmanager
@@ -234,6 +236,55 @@ def _read_task_fields(path: Path) -> pl.DataFrame:
         f.seek(0)
         data = f.read()  # torn last line: parse the complete lines only
     return pl.read_ndjson(data[: data.rfind(b"\n") + 1], schema=schema)
+
+
+def _request_schema(options: Sequence[str]) -> dict[str, Any]:
+    """What ``SubmittedEvent.for_row`` writes, as polars types (``options``: the option names to read)."""
+    request: dict[str, pl.DataType] = {
+        "model": pl.String(),
+        "prompt": pl.String(),
+        "width": pl.Int64(),
+        "height": pl.Int64(),
+        "quality": pl.String(),
+        "background": pl.String(),
+        "output_format": pl.String(),
+        "number_results": pl.Int64(),
+        "reference_images": pl.List(pl.String),
+        "options": pl.Struct(dict.fromkeys(options, pl.String())),
+    }
+    if not options:
+        del request["options"]
+    return {"event": pl.String, "id": pl.String, "fingerprint": pl.String, "request": pl.Struct(request)}
+
+
+def read_submitted(path: str | Path, ids: pl.Series, options: Sequence[str] = ()) -> pl.DataFrame:
+    """Every ``submitted`` event of the rows ``ids``, in ledger order: ``id, fingerprint``, the request
+    fields (``model, prompt, width, height, quality, background, output_format, number_results,
+    reference_images``) and one column per name in ``options`` (null when the request did not set it).
+
+    One polars pass that keeps only those events (for ``pipeline plan``'s view of changed rows).
+    """
+    path = Path(path)
+    schema = _request_schema(options)
+    wanted = (pl.col("event") == "submitted") & pl.col("id").is_in(ids.implode())
+    if not path.exists() or path.stat().st_size == 0:
+        frame = pl.DataFrame(schema=schema)
+    else:
+        try:
+            frame = pl.scan_ndjson(path, schema=schema).filter(wanted).collect()
+        except pl.exceptions.PolarsError:  # a torn last line, or a line polars cannot type
+            frame = _submitted_by_records(path, schema, set(ids.to_list()))
+    frame = frame.drop("event").unnest("request")
+    return frame.unnest("options") if options else frame
+
+
+def _submitted_by_records(path: Path, schema: dict[str, Any], ids: set[str]) -> pl.DataFrame:
+    records = [
+        record
+        for _, record in read_records(path)
+        if record["event"] == "submitted" and record.get("id") in ids
+    ]
+    return pl.from_dicts(records, schema=schema, strict=False) if records else pl.DataFrame(schema=schema)
 
 
 def _row_states_by_fold(path: Path) -> pl.DataFrame:

@@ -6,6 +6,9 @@
     state.in_doubt                       # submitted tasks with no answer yet: reconcile them first
     state.spent_usd                      # Decimal: exact sum of the provider's costs
 
+    state = fold(events, earlier_models=True)   # also keeps what each id's successes were generated with
+    state.generated_by_earlier_model(row)       # True: same id, prompt and references, done on another model
+
 Row state for (id, fingerprint): succeeded if any succeeded event; else in_doubt if the last task event is
 submitted; else failed if the last failed event has retryable=false; else pending. Per row it keeps a few
 small fields (the full submitted event only while the task is unanswered), so a million rows fit.
@@ -14,8 +17,8 @@ small fields (the full submitted event only while the task is unanswered), so a 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final
@@ -32,6 +35,8 @@ from pipeline.events import (
     SucceededEvent,
     UploadedEvent,
 )
+from pipeline.fingerprint import fingerprint, reference_key
+from pipeline.rows import ImageRequest, Row
 
 __all__ = [
     "FAILED",
@@ -100,12 +105,39 @@ class LedgerState:
     downloaded: int = 0
     download_failures: int = 0
     duplicate_successes: int = 0  # rows paid for more than once (should stay 0)
+    # id -> (fingerprint, request without prompt and references) of each success; None: not kept.
+    earlier: dict[str, list[tuple[str, ImageRequest]]] | None = None
     _counts: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _settings: dict[ImageRequest, ImageRequest] = field(default_factory=dict, init=False, repr=False)
 
     def row_state(self, id: str, fingerprint: str) -> str | None:
         """The row's state, or None if the ledger has never seen it."""
         record = self.rows.get((id, fingerprint))
         return None if record is None else record.state
+
+    def generated_by_earlier_model(self, row: Row, reference_keys: Sequence[str] | None = None) -> bool:
+        """True when ``row.id`` succeeded on another model with the same prompt and reference images.
+
+        Each earlier success's fingerprint is recomputed with this row's prompt and reference keys: it
+        is its own only when both are the same, content included (a reference file edited in place is
+        not the same). ``reference_keys``: the row's, when known; else they are computed, reading its
+        local reference files, and only for a row that has such an earlier success. Needs a state built
+        with ``earlier_models=True`` (else always False).
+        """
+        model, prompt = row.request.model, row.request.prompt
+        candidates = [(fp, s) for fp, s in (self.earlier or {}).get(row.id, ()) if s.model != model]
+        if not candidates:
+            return False
+        if reference_keys is None:
+            reference_keys = [reference_key(ref) for ref in row.request.reference_images]
+        return any(fingerprint(replace(s, prompt=prompt), reference_keys) == fp for fp, s in candidates)
+
+    def _remember(self, key: tuple[str, str], request: Mapping[str, Any]) -> None:
+        """Keep what a success was generated with (one shared object per distinct setting)."""
+        assert self.earlier is not None
+        settings = _settings_of(request)
+        settings = self._settings.setdefault(settings, settings)
+        self.earlier.setdefault(key[0], []).append((key[1], settings))
 
     def next_attempt(self, fingerprint: str) -> int:
         """Attempt number for a new taskUUID of ``fingerprint`` (never reuses one)."""
@@ -141,9 +173,10 @@ class LedgerState:
         return record
 
 
-def fold(events: Iterable[Event]) -> LedgerState:
-    """The state after ``events``, in order."""
-    state = LedgerState()
+def fold(events: Iterable[Event], *, earlier_models: bool = False) -> LedgerState:
+    """The state after ``events``, in order; ``earlier_models``: keep what each success was generated
+    with, for ``generated_by_earlier_model`` (``[resume] keep_earlier_models``)."""
+    state = LedgerState(earlier={} if earlier_models else None)
     for event in events:
         state.apply(event)
     return state
@@ -180,6 +213,8 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
         state.duplicate_successes += 1
         return
     state._set_state(record, SUCCEEDED)
+    if state.earlier is not None and submit is not None:
+        state._remember(record.key, submit.request)
     record.images = len(ev.images)
     state.images += len(ev.images)
     fmt = submit.request.get("output_format") if submit and submit.task_uuid == ev.task_uuid else None
@@ -189,6 +224,22 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
         state.undownloaded[(ev.task_uuid, image.index)] = PendingDownload(
             id, fingerprint, ev.task_uuid, image.index, image.image_uuid, image.image_url, ext
         )
+
+
+def _settings_of(request: Mapping[str, Any]) -> ImageRequest:
+    """A submitted event's request without its prompt and references (as ``row_from_submitted``)."""
+    width, height = request.get("width"), request.get("height")
+    return ImageRequest(
+        model=str(request.get("model")),
+        prompt="",
+        width=None if width is None else int(width),
+        height=None if height is None else int(height),
+        quality=request.get("quality") or "",
+        background=request.get("background") or "",
+        output_format=str(request.get("output_format")),
+        number_results=int(request.get("number_results") or 1),
+        options=tuple(sorted((request.get("options") or {}).items())),
+    )
 
 
 def _event_cost(ev: SucceededEvent) -> Decimal:

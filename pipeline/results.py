@@ -65,6 +65,8 @@ RESULTS_COLUMNS: dict[str, Any] = {
     "background": pl.String,
     "output_format": pl.String,
     "prompt": pl.String,
+    "resolution": pl.String,
+    "options": pl.String,  # JSON object of the options besides quality and background; null when none
     "local_path": pl.String,
     "sha256": pl.String,
     "bytes": pl.Int64,
@@ -79,6 +81,7 @@ RESULTS_COLUMNS: dict[str, Any] = {
 }
 _RESERVED = frozenset(RESULTS_COLUMNS)
 _REQUEST_COLUMNS = ("model", "width", "height", "quality", "background", "output_format", "prompt")
+_NO_REQUEST = (None,) * (len(_REQUEST_COLUMNS) + 2)  # + resolution, options
 REJECTS_COLUMNS: dict[str, Any] = {"row_number": pl.Int64, "id": pl.String, "reason": pl.String}
 
 
@@ -106,8 +109,18 @@ class _Submit:
         self.at = ev.at
         self.estimate = ev.estimate_usd
         request = ev.request
-        self.request = tuple(_share(shared, request.get(name)) for name in _REQUEST_COLUMNS)
+        fields = tuple(_share(shared, request.get(name)) for name in _REQUEST_COLUMNS)
+        self.request = fields + _option_fields(request.get("options"), shared)
         self.passthrough = ev.passthrough
+
+
+def _option_fields(options: Any, shared: dict[str, str]) -> tuple[str | None, str | None]:
+    """``(resolution, options as JSON)`` of a request's options (0.1's requests have none)."""
+    if not isinstance(options, dict) or not options:
+        return None, None
+    resolution = options.get("resolution")
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"))
+    return _share(shared, resolution), _share(shared, text)
 
 
 def _share(shared: dict[str, str], value: Any) -> Any:
@@ -115,9 +128,6 @@ def _share(shared: dict[str, str], value: Any) -> Any:
     if isinstance(value, str) and len(value) <= 40:
         return shared.setdefault(value, value)
     return value
-
-
-_NO_REQUEST = (None,) * len(_REQUEST_COLUMNS)
 
 
 class _RowDetail:

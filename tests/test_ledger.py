@@ -9,11 +9,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from pipeline.fingerprint import request_fingerprint
 from pipeline.ledger import (
     FAILED,
     IN_DOUBT,
@@ -22,6 +25,7 @@ from pipeline.ledger import (
     SUCCEEDED,
     DownloadedEvent,
     DownloadFailedEvent,
+    Event,
     FailedEvent,
     ImageResult,
     JobEvent,
@@ -37,6 +41,7 @@ from pipeline.ledger import (
     load_state,
     read_events,
     read_row_states,
+    read_submitted,
     task_uuid_for,
 )
 from pipeline.rows import ImageRequest, Row
@@ -439,6 +444,92 @@ class TestState:
         assert state.downloaded == 1 and state.download_failures == 1
 
 
+def catalog_row(model: str, prompt: str = "a red shoe", refs: tuple[str, ...] = (), **kw: str) -> Row:
+    """A row as the manifest makes it: fingerprinted from its request (local references hashed)."""
+    quality, background = kw.get("quality", "medium"), kw.get("background", "")
+    request = ImageRequest(model, prompt, 1024, 1024, quality, background, "JPG", 1, refs)
+    return Row(1, "sku-1", request_fingerprint(request), request)
+
+
+def generated(row: Row, *, ok: bool = True) -> list[Event]:
+    """The events of a run that sent ``row`` (and succeeded, unless ``ok`` is False)."""
+    task = task_uuid_for(NS, row.fingerprint, 1)
+    sent = SubmittedEvent.for_row(row, task_uuid=task, attempt=1, run_id="r1", estimate_usd=0.011)
+    image = ImageResult(index=0, image_uuid="u", image_url="http://x/u.jpg", cost_usd=0.011)
+    answer: Event = (
+        SucceededEvent(
+            id=row.id,
+            fingerprint=row.fingerprint,
+            task_uuid=task,
+            run_id="r1",
+            images=(image,),
+            cost_usd=0.011,
+        )
+        if ok
+        else FailedEvent(
+            id=row.id,
+            fingerprint=row.fingerprint,
+            task_uuid=task,
+            run_id="r1",
+            code="invalidPrompt",
+            message="refused",
+            retryable=False,
+        )
+    )
+    return [header(), sent, answer]
+
+
+class TestEarlierModels:
+    """[resume] keep_earlier_models: a row generated before on another model counts as done."""
+
+    def test_a_row_switched_to_another_model_was_generated_by_the_earlier_one(self) -> None:
+        old = catalog_row("openai:1@2", background="opaque")
+        state = fold(generated(old), earlier_models=True)
+        new = catalog_row("openai:gpt-image@2")
+        assert state.row_state(new.id, new.fingerprint) is None
+        assert state.generated_by_earlier_model(new)
+
+    def test_only_when_asked(self) -> None:
+        """A state folded without earlier_models keeps nothing more (and says no)."""
+        state = fold(generated(catalog_row("openai:1@2")))
+        assert state.earlier is None
+        assert not state.generated_by_earlier_model(catalog_row("openai:gpt-image@2"))
+
+    def test_an_edited_prompt_or_the_same_model_is_new_work(self) -> None:
+        """Another prompt is not the same image; a new quality on the same model is not an earlier model."""
+        state = fold(generated(catalog_row("openai:1@2")), earlier_models=True)
+        assert not state.generated_by_earlier_model(catalog_row("openai:gpt-image@2", prompt="a blue shoe"))
+        assert not state.generated_by_earlier_model(catalog_row("openai:1@2", quality="high"))
+
+    def test_only_successes_count(self) -> None:
+        events = generated(catalog_row("openai:1@2"), ok=False)
+        state = fold(events, earlier_models=True)
+        assert not state.generated_by_earlier_model(catalog_row("openai:gpt-image@2"))
+
+    def test_reference_images_must_be_the_same_content(self, tmp_path: Path) -> None:
+        """Same references: done. A reference file edited in place, or another reference: new work."""
+        photo = tmp_path / "shoe.png"
+        photo.write_bytes(b"\x89PNG first")
+        refs = (str(photo), "https://cdn.example/box.png")
+        state = fold(generated(catalog_row("openai:1@2", refs=refs)), earlier_models=True)
+        assert state.generated_by_earlier_model(catalog_row("openai:gpt-image@2", refs=refs))
+        assert not state.generated_by_earlier_model(catalog_row("openai:gpt-image@2", refs=refs[:1]))
+        moved = photo.rename(tmp_path / "shoe-front.png")
+        assert state.generated_by_earlier_model(
+            catalog_row("openai:gpt-image@2", refs=(str(moved), refs[1]))
+        )  # same content under another name
+        moved.rename(photo)
+        photo.write_bytes(b"\x89PNG second")
+        assert not state.generated_by_earlier_model(catalog_row("openai:gpt-image@2", refs=refs))
+
+    def test_load_state_passes_the_flag(self, ledger: Path) -> None:
+        with LedgerWriter(ledger, job="demo") as writer:
+            for event in generated(catalog_row("openai:1@2"))[1:]:
+                writer.append(event)
+        state = load_state(ledger, earlier_models=True)
+        assert state.generated_by_earlier_model(catalog_row("openai:gpt-image@2"))
+
+
 class TestTaskUuid:
     def test_deterministic_and_distinct(self) -> None:
         """Same (namespace, fingerprint, attempt) gives the same UUIDv5; anything else a new one."""
@@ -480,6 +571,26 @@ class TestRowStates:
         with ledger.open("a") as f:
             f.write('{"event":"succeeded","id":"doubt"')  # torn: still in doubt
         assert read_row_states(ledger).filter(id="doubt")["state"].to_list() == [IN_DOUBT]
+
+    def test_submitted_requests_of_some_rows(self, ledger: Path) -> None:
+        """read_submitted: the requests sent for the rows asked about, options as columns, in order."""
+        mini = catalog_row("openai:1@2")
+        flare = Row(2, "sku-2", "fp2", replace(mini.request, options=(("moderation", "low"),)))
+        with LedgerWriter(ledger, job="demo") as writer:
+            for event in [*generated(mini)[1:], *generated(flare, ok=False)[1:], submitted("other")]:
+                writer.append(event)
+        frame = read_submitted(ledger, pl.Series(["sku-1", "sku-2"]), options=("moderation", "seed"))
+        assert frame["id"].to_list() == ["sku-1", "sku-2"]
+        assert frame.row(0, named=True) == {
+            "id": "sku-1", "fingerprint": mini.fingerprint, "model": "openai:1@2", "prompt": "a red shoe",
+            "width": 1024, "height": 1024, "quality": "medium", "background": "", "output_format": "JPG",
+            "number_results": 1, "reference_images": [], "moderation": None, "seed": None,
+        }  # fmt: skip
+        assert frame["moderation"].to_list() == [None, "low"]
+        with ledger.open("a") as f:
+            f.write('{"event":"submitted","id":"sku-1"')  # torn: left out
+        assert read_submitted(ledger, pl.Series(["sku-1"]), options=("seed",)).height == 1
+        assert read_submitted(ledger.with_name("none.jsonl"), pl.Series(["sku-1"])).height == 0
 
     def test_missing_ledger_is_an_empty_frame(self, ledger: Path) -> None:
         """No ledger yet: every row is new."""

@@ -16,10 +16,13 @@ from manifest_jobs import failed, load, read_all, submitted, succeeded, write_le
 from pipeline.cli import main
 from pipeline.cli._output import err_console
 from pipeline.jobspec import Limits, load_job_spec
+from pipeline.plan_format import plan_json
 from pipeline.planner import build_plan, time_estimate_s
+from pipeline.profiles import load_model_profile
 
 REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
 TODAY = dt.date(2026, 11, 23)
+MINI = '[defaults]\nmodel = "openai:1@2"\n'  # 0.1's default model: its list prices are in these tests
 
 
 @pytest.fixture
@@ -36,6 +39,12 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     err_console.cache_clear()
 
 
+def demo_estimate(jobs: Path) -> Decimal:
+    """What a run of the demo reserves, row by row, from each row's model profile."""
+    rows = read_all(load_job_spec(jobs / "demo.toml")).rows
+    return sum((load_model_profile(r.request.model).estimate_usd(r.request) for r in rows), Decimal(0))
+
+
 def plan_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
         main(["plan", *argv])
@@ -45,17 +54,19 @@ def plan_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
 
 class TestExamples:
     def test_demo_plan_json(self, jobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """The demo plans 12 new rows, 13 images, $0.17 at list prices; stdout is one JSON object."""
+        """The demo plans 12 new rows, 13 images, what a run's budget reserves; stdout is one JSON object."""
         code, out, _ = plan_cli(capsys, str(jobs / "demo.toml"), "--json")
         assert code == 0
         summary = json.loads(out)
         assert out.count("\n") == 1
         assert summary["rows"] == {
-            "total": 12, "rejected": 0, "new": 12, "changed": 0, "done": 0, "failed": 0, "in_doubt": 0
+            "total": 12, "rejected": 0, "new": 12, "changed": 0, "done": 0, "failed": 0, "in_doubt": 0,
+            "done_earlier_model": 0,
         }  # fmt: skip
         assert summary["images"] == 13
-        assert Decimal(str(summary["estimate_usd"])) == Decimal("0.170")
-        assert sum(Decimal(str(line["usd"])) for line in summary["estimate"]) == Decimal("0.170")
+        demo = demo_estimate(jobs)
+        assert Decimal(str(summary["estimate_usd"])) == demo
+        assert sum(Decimal(str(line["usd"])) for line in summary["estimate"]) == demo
         assert summary["time_estimate_s"] > 0
         assert isinstance(summary["warnings"], list)
         assert not (jobs.parent / "output" / "demo" / "ledger.jsonl").exists()
@@ -64,7 +75,8 @@ class TestExamples:
         """The human plan shows the counts, the cost table with its total and the time estimate."""
         code, out, err = plan_cli(capsys, str(jobs / "demo.toml"))
         assert code == 0
-        for text in ("Plan for job demo", "new", "Estimated cost", "1024x1536", "$0.1700", "Estimated time"):
+        total = f"${demo_estimate(jobs):,.4f}"
+        for text in ("Plan for job demo", "new", "Estimated cost", "1024x1536", total, "Estimated time"):
             assert text in out
         assert "error" not in err
 
@@ -99,7 +111,7 @@ class TestLedger:
     def test_rows_are_new_changed_or_done_by_id_and_fingerprint(self, tmp_path: Path) -> None:
         """done: same (id, fingerprint) succeeded; changed: id seen under another fingerprint; else new."""
         csv = "id,prompt\na,p1\nb,p2 edited\nc,p3\nd,p4\ne,p5\n"
-        rows = {r.id: r.fingerprint for r in read_all(load(tmp_path, csv)).rows}
+        rows = {r.id: r.fingerprint for r in read_all(load(tmp_path, csv, spec=MINI)).rows}
         old_b = "0" * 64
         write_ledger(
             tmp_path / "out",
@@ -111,7 +123,7 @@ class TestLedger:
                 submitted("gone", "1" * 64), succeeded("gone", "1" * 64),
             ],
         )  # fmt: skip
-        plan = build_plan(load(tmp_path, csv), TODAY)
+        plan = build_plan(load(tmp_path, csv, spec=MINI), TODAY)
         counts = plan.rows
         assert (counts.total, counts.done, counts.changed, counts.new) == (5, 1, 1, 3)
         assert (counts.failed, counts.in_doubt) == (1, 1)
@@ -138,7 +150,13 @@ class TestLedger:
         _, out, _ = plan_cli(capsys, str(jobs / "demo.toml"), "--json")
         summary = json.loads(out)
         assert (summary["rows"]["done"], summary["rows"]["changed"]) == (11, 1)
-        assert Decimal(str(summary["estimate_usd"])) == Decimal("0.011")
+        assert summary["changed_fields"] == {"prompt": 1}
+        edited = next(
+            r for r in read_all(load_job_spec(jobs / "demo.toml")).rows if "long soft" in r.request.prompt
+        )
+        assert Decimal(str(summary["estimate_usd"])) == load_model_profile(edited.request.model).estimate_usd(
+            edited.request
+        )
 
 
 class TestEstimates:
@@ -148,6 +166,7 @@ class TestEstimates:
             tmp_path,
             "id,prompt,model,quality,width,height,number_results\n"
             "a,p,,,,,\nb,p,,,,,3\nc,p,openai:1@1,high,1536,1024,\nd,p,,low,1024,1536,2\n",
+            spec=MINI,
         )
         plan = build_plan(spec, TODAY)
         lines = {(c.model, c.quality, c.size): (c.rows, c.images, c.usd) for c in plan.cost}
@@ -158,6 +177,33 @@ class TestEstimates:
         }
         assert plan.estimate_usd == Decimal("0.306")
         assert plan.images == 7
+
+    def test_every_price_option_and_reference_is_priced(self, tmp_path: Path) -> None:
+        """Ideogram by rendering speed (a "variant" line), FLUX.2 per reference and per megapixel: the plan's
+        lines add up to what a run's budget reserves row by row."""
+        spec = load(
+            tmp_path,
+            "id,prompt,model,rendering_speed,reference_images,width,height\n"
+            "a,p,ideogram:4@0,TURBO,,,\nb,p,ideogram:4@0,QUALITY,,,\nc,p,ideogram:4@0,,,,\n"
+            "d,p,bfl:5@1,,https://x/1.png|https://x/2.png,,\ne,p,bfl:5@1,,,,\nf,p,bfl:5@1,,,2048,1024\n",
+        )
+        plan = build_plan(spec, TODAY)
+        lines = {(c.model, c.size, c.variant): (c.rows, c.usd) for c in plan.cost}
+        rows = {r.id: r.request for r in read_all(spec).rows}
+
+        def reserved(*ids: str) -> Decimal:
+            return sum((load_model_profile(rows[i].model).estimate_usd(rows[i]) for i in ids), Decimal(0))
+
+        assert lines == {
+            ("ideogram:4@0", "2048x2048", "rendering_speed TURBO"): (1, reserved("a")),
+            ("ideogram:4@0", "2048x2048", "rendering_speed QUALITY"): (1, reserved("b")),
+            ("ideogram:4@0", "2048x2048", "rendering_speed DEFAULT"): (1, reserved("c")),
+            ("bfl:5@1", "1024x1024", ""): (2, reserved("d", "e")),
+            ("bfl:5@1", "2048x1024", ""): (1, reserved("f")),
+        }
+        assert reserved("d") == reserved("e") + 2 * Decimal("0.015")  # per reference image
+        variants = {line["model"]: line.get("variant") for line in plan_json(plan)["estimate"]}
+        assert variants["ideogram:4@0"] is not None and variants["bfl:5@1"] is None  # only when it matters
 
     def test_time_follows_concurrency_latency_and_rate_limits(self, tmp_path: Path) -> None:
         """Rows x typical latency / concurrency, never less than one request, slowed by rate limits."""
@@ -172,18 +218,18 @@ class TestEstimates:
 
     def test_the_mini_shutdown_is_warned_about(self, tmp_path: Path) -> None:
         """openai:1@2 shuts down on 2026-12-01: warned 8 days before, not 6 months before."""
-        spec = load(tmp_path, "id,prompt\na,p\n")
+        spec = load(tmp_path, "id,prompt\na,p\n", spec=MINI)
         (warning,) = build_plan(spec, TODAY).warnings
         assert "shuts down on 2026-12-01, in 8 days" in warning
         assert build_plan(spec, dt.date(2026, 6, 1)).warnings == []
         assert "was shut down" in build_plan(spec, dt.date(2026, 12, 2)).warnings[0]
 
     def test_no_lifecycle_warning_for_a_model_without_shutdown(self, tmp_path: Path) -> None:
-        spec = load(tmp_path, "id,prompt\na,p\n", spec='[defaults]\nmodel = "openai:1@1"\n')
+        spec = load(tmp_path, "id,prompt\na,p\n", spec='[defaults]\nmodel = "openai:gpt-image@2"\n')
         assert build_plan(spec, TODAY).warnings == []
 
     def test_an_estimate_over_budget_is_warned_about(self, tmp_path: Path) -> None:
-        spec = load(tmp_path, "id,prompt\na,p\nb,q\n", spec="[limits]\nbudget_usd = 0.01\n")
+        spec = load(tmp_path, "id,prompt\na,p\nb,q\n", spec=MINI + "[limits]\nbudget_usd = 0.01\n")
         warnings = build_plan(spec, dt.date(2026, 1, 1)).warnings
         assert warnings == [
             "the estimate ($0.0220) is over budget_usd ($0.01): "
@@ -193,7 +239,7 @@ class TestEstimates:
     def test_spend_so_far_counts_against_the_budget(self, tmp_path: Path) -> None:
         """budget_usd is for the whole job: what the ledger already spent is added to the estimate."""
         write_ledger(tmp_path / "out", [submitted("old", "1" * 64), succeeded("old", "1" * 64)])
-        spec = load(tmp_path, "id,prompt\na,p\n", spec="[limits]\nbudget_usd = 0.02\n")
+        spec = load(tmp_path, "id,prompt\na,p\n", spec=MINI + "[limits]\nbudget_usd = 0.02\n")
         plan = build_plan(spec, dt.date(2026, 1, 1))
         assert plan.spent_usd == Decimal("0.011")
         assert plan.warnings == [
@@ -222,7 +268,7 @@ class TestCli:
         assert {"rows", "estimate_usd", "warnings"} <= set(summary)
         assert summary["rows"]["rejected"] == 1
         assert summary["rejects"] == [{"row_number": 2, "id": "b", "reason": summary["rejects"][0]["reason"]}]
-        assert "unknown quality 'ultra'" in summary["rejects"][0]["reason"]
+        assert "quality 'ultra' is not allowed" in summary["rejects"][0]["reason"]
         assert summary["rejects_path"] == str(tmp_path / "out" / "rejects.parquet")
         assert err == ""
 

@@ -51,9 +51,16 @@ class Job:
         self.ns = self.writer.namespace
         self.writer.append(RunEvent(run_id="run1"))
 
-    def submit(self, id: str, attempt: int = 1, n: int = 1, **passthrough: object) -> str:
+    def submit(
+        self,
+        id: str,
+        attempt: int = 1,
+        n: int = 1,
+        options: dict[str, str] | None = None,
+        **passthrough: object,
+    ) -> str:
         task = task_uuid_for(self.ns, f"fp-{id}", attempt)
-        request = {
+        request: dict[str, object] = {
             "model": "openai:1@2",
             "prompt": f"a photo of {id}",
             "width": 1024,
@@ -64,6 +71,8 @@ class Job:
             "number_results": n,
             "reference_images": [],
         }
+        if options:
+            request["options"] = options
         self.writer.append(
             SubmittedEvent(
                 id=id,
@@ -198,6 +207,21 @@ class TestResultsTable:
             pl.read_parquet(out / "results.parquet").filter(id="sku-1", result_index=1).row(0, named=True)
         )
         assert second["local_path"] is None  # not downloaded yet
+
+    def test_options_and_resolution_say_what_each_image_asked_for(self, tmp_path: Path) -> None:
+        """resolution and the options (JSON) of each request; null for a 0.1 request without any."""
+        job = Job(tmp_path)
+        t = job.submit("tier", options={"resolution": "2k", "seed": "7"})
+        job.succeed("tier", t, (0.1,))
+        t = job.submit("plain")
+        job.succeed("plain", t, (0.01,))
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path))
+        tier = frame.filter(id="tier").row(0, named=True)
+        assert tier["resolution"] == "2k"
+        assert json.loads(tier["options"]) == {"resolution": "2k", "seed": "7"}
+        plain = frame.filter(id="plain").row(0, named=True)
+        assert (plain["resolution"], plain["options"], plain["quality"]) == (None, None, "medium")
 
     def test_failed_line(self, out: Path) -> None:
         """A failed row says why, after how many attempts, and keeps its passthrough."""

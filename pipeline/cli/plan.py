@@ -3,6 +3,10 @@
 pipeline plan jobs/demo.toml          # counts, cost by model/quality/size, time, warnings, first rejects
 pipeline plan jobs/demo.toml --json   # the same as one JSON object on stdout
 
+It also shows each model's lifecycle (live / retiring / retired) with, for a retiring one, what its rows
+would cost on its replacement; why "changed" rows changed (model, prompt, size... with counts); and which
+of them an earlier model already generated (done with ``[resume] keep_earlier_models = true``).
+
 Exit 0 when every row is valid, 1 when some rows are rejected (listed in output_dir/rejects.parquet),
 2 when the job spec or the manifest cannot be used.
 """
@@ -27,7 +31,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "plan",
         parents=[common],
-        help="dry run: validate, count new/changed/done rows, estimate cost and time",
+        help="dry run: validate, count new/changed/done rows, estimate cost and time, model lifecycle",
     )
     parser.add_argument("job", metavar="JOB.toml", help="the job spec")
     parser.add_argument(
