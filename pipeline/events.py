@@ -96,7 +96,7 @@ class SubmittedEvent:
     ) -> SubmittedEvent:
         """The event for sending ``row`` as ``task_uuid`` (request fields and passthrough copied)."""
         r = row.request
-        request = {
+        request: dict[str, Any] = {
             "model": r.model,
             "prompt": r.prompt,
             "width": r.width,
