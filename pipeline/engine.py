@@ -9,6 +9,11 @@ token buckets and a place in the adaptive window, writes ``submitted``, sends, a
 Transient refusals retry with a new taskUUID (``pipeline.retry``); an answer that never came is settled
 with ``getResponse`` first, so a row is paid for at most once. Dispatching stops on a limit (budget,
 runtime), a fatal provider error or a signal; in-flight work drains.
+
+A provider answer that refuses the model itself (``ModelRefusedError``, or ``ModelUnavailableError``
+``UNAVAILABLE_LIMIT`` times in a row) stops only that model: its rows are not sent again in this run, they
+stay pending, and the run exits 5 (``Outcome.models``). Requests already in flight are not cancelled, and
+its tasks in doubt are still asked about (they may have been paid) but never resubmitted.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from pipeline.profiles import load_model_profile
 from pipeline.progress import Tally
 from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
 from pipeline.retry import Backoff, retry_policy
-from pipeline.rows import ImageRequest, Row
+from pipeline.rows import Row
 from pipeline.runware import (
     UNREACHABLE,
     GeneratedImage,
@@ -47,6 +52,7 @@ from pipeline.runware import (
     RunwareClient,
     TaskConflictError,
     inference_task,
+    is_model_refusal,
     is_overload,
 )
 from pipeline.uploads import ReferenceUploader
@@ -81,6 +87,10 @@ class _FatalInDoubt(Exception):
 
 class _RowFailed(Exception):
     """The row failed for good (already recorded)."""
+
+
+class _ModelStopped(Exception):
+    """The provider refused the row's model: the row is not sent (again) and stays pending."""
 
 
 class Engine:
@@ -191,7 +201,7 @@ class Engine:
         self.tally.in_flight += 1
         try:
             await self._verdict(row, submitted.task_uuid, reserved, send_first=False, last=False)
-        except (_RowFailed, _Stopped, StillInDoubtError, TransientError):
+        except (_RowFailed, _Stopped, _ModelStopped, StillInDoubtError, TransientError):
             self.budget.release(reserved)
         finally:
             self.tally.in_flight -= 1
@@ -216,12 +226,16 @@ class Engine:
                         await send.send(row)
                     else:
                         self.tally.skipped += 1
-                        self.outcome.count(state)
+                        self.outcome.count(state, row.request.model)
             self.tally.manifest_done = True
             self.outcome.manifest_done = True
 
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)
+        if row.request.model in self.outcome.models:  # refused by the provider: not even reserved
+            self.outcome.count("pending", row.request.model)
+            self.outcome.models.leave(row.request.model, estimate)
+            return
         self._check_deadline()
         if not self.stopping and not await self.budget.reserve(estimate, give_up=lambda: self.halted):
             self.stop(Stop.BUDGET)
@@ -247,6 +261,8 @@ class Engine:
             paid = True
         except _Stopped:
             self.outcome.left_usd += reserved
+        except _ModelStopped:
+            self.outcome.models.leave(row.request.model, reserved)
         except (_RowFailed, StillInDoubtError, TransientError):
             pass
         finally:
@@ -254,7 +270,7 @@ class Engine:
                 self.budget.release(reserved)
             self.tally.in_flight -= 1
             self._rows.release()
-            self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending")
+            self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending", row.request.model)
 
     async def _generate(self, row: Row, reserved: Decimal) -> None:
         max_attempts = self.spec.limits.max_attempts
@@ -263,16 +279,23 @@ class Engine:
             with attempt:
                 if self.halted:
                     raise _Stopped
+                self._check_model(row)
                 last = attempt.retry_state.attempt_number >= max_attempts
                 await self._verdict(row, None, reserved, send_first=True, last=last)
 
-    async def _pace(self, request: ImageRequest) -> None:
+    async def _pace(self, row: Row) -> None:
         await self.gate.wait()
         await self._requests.acquire()
-        await self._images.acquire(request.number_results)
+        await self._images.acquire(row.request.number_results)
         self._check_deadline()
         if self.halted:
             raise _Stopped
+        self._check_model(row)
+
+    def _check_model(self, row: Row) -> None:
+        """Raise ``_ModelStopped`` when the provider has refused the row's model in this run."""
+        if row.request.model in self.outcome.models:
+            raise _ModelStopped
 
     def _check_deadline(self) -> None:
         if self.hooks.clock() >= self._deadline:
@@ -287,13 +310,15 @@ class Engine:
         except ProviderError as exc:
             self._refused(row, task_uuid or "", exc, last)
         if send_first:
-            await self._pace(row.request)
+            await self._pace(row)
         task_uuid = task_uuid or ""
         try:
             async with self.window.slot() as slot:
                 if send_first and self.halted:
                     raise _Stopped  # stopped while waiting for a place in the window
-                if send_first:  # numbered here, with no await before "submitted" is recorded:
+                if send_first:
+                    self._check_model(row)  # its model was refused while it waited: not sent
+                    # numbered here, with no await before "submitted" is recorded:
                     attempt = self.state.next_attempt(row.fingerprint)  # rows sharing a fingerprint
                     task_uuid = task_uuid_for(self._namespace, row.fingerprint, attempt)  # never collide
                 task = inference_task(
@@ -308,8 +333,8 @@ class Engine:
                     if not images:
                         images = await self._settle(task, row)
                 except ProviderError as exc:
-                    if is_overload(exc):
-                        slot.backoff()
+                    if is_overload(exc) and not is_model_refusal(exc):  # one model's 503 is not the
+                        slot.backoff()  # account's overload: the other models keep their window
                     raise
         except _FatalInDoubt as exc:
             self.stop(Stop.FATAL, exc.error)  # no verdict on the task: it stays in doubt
@@ -355,6 +380,8 @@ class Engine:
 
     async def _settle(self, task: dict[str, Any], row: Row) -> list[GeneratedImage]:
         async def resubmit() -> list[GeneratedImage]:
+            if row.request.model in self.outcome.models:  # refused: the task stays in doubt, and the
+                raise StillInDoubtError(task["taskUUID"])  # next run asks about it again
             return await self._client.infer(task)
 
         try:
@@ -383,6 +410,9 @@ class Engine:
             self._fail(row, task_uuid, exc, last=False)
             self.stop(Stop.FATAL, exc)
             raise _Stopped from None
+        if self.outcome.models.judge(load_model_profile(row.request.model), exc):
+            self._fail(row, task_uuid, exc, last=False)  # not the row's fault: it stays pending
+            raise _ModelStopped from None
         if exc.code == UNREACHABLE:
             self._unreachable(row, task_uuid, exc)
         for_good = isinstance(exc, PermanentError)
@@ -416,6 +446,7 @@ class Engine:
         event, cost = succeeded_event(row, task_uuid, self.run_id, images)
         self.record(event)
         self.budget.settle(reserved, cost)
+        self.outcome.models.served(row.request.model)
         self.tally.spent_usd = self.budget.spent
         self.tally.done += 1
         self.tally.images += len(images)

@@ -5,7 +5,9 @@
     success      -> its images
     processing   -> poll again (the interval grows up to ``max_interval``)
     error        -> the task's error is raised (the caller records it and moves to a new attempt)
-    unknown      -> resubmit with the SAME taskUUID; ``conflictTaskUUID`` means "already there": poll
+    unknown      -> resubmit with the SAME taskUUID; ``conflictTaskUUID`` means "already there": poll;
+                    a refusal of the model (``ModelRefusedError``, ``ModelUnavailableError``) is raised:
+                    a 404 to ``imageInference`` is about the model, never "unknown task, resubmit again"
 
 Transient failures of the polling itself are retried; after ``give_up_after`` seconds without a verdict
 ``StillInDoubtError`` is raised and the task stays in doubt for the next run.
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 
 import anyio
 
-from pipeline.errors import FatalProviderError, ProviderError, TransientProviderError
+from pipeline.errors import (
+    FatalProviderError,
+    ModelUnavailableError,
+    ProviderError,
+    TransientProviderError,
+)
 from pipeline.events import SubmittedEvent
 from pipeline.limits import Clock, Sleep
 from pipeline.rows import ImageRequest, Row
@@ -85,6 +92,8 @@ async def _ask(
     if status.state == "unknown":
         try:
             return await resubmit() or None
+        except ModelUnavailableError:
+            raise  # about the model, not the moment: the caller counts it (a persistent one stops it)
         except (TaskConflictError, TransientProviderError):
             return None  # already there after all, or refused for now: ask again
     return list(status.images) if status.state == "success" else None

@@ -18,7 +18,12 @@ from typing import Any
 
 import httpx
 
-from pipeline.errors import PermanentProviderError, ProviderError, TransientProviderError
+from pipeline.errors import (
+    ModelRefusedError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
 from pipeline.runware_wire import (
     GeneratedImage,
     InDoubtError,
@@ -72,6 +77,14 @@ def transport_error(exc: httpx.HTTPError) -> TransientProviderError:
 _VERDICT = (None, 200, 400)  # statuses of an errors envelope that reports a task's failure
 
 
+def _is_verdict(exc: ProviderError) -> bool:
+    """An error answer to getResponse that is the task's own failure, not a failed question. A refused
+    model is the task's verdict whatever the status (a 404 ``modelNotFound`` is not "ask again")."""
+    if isinstance(exc, ModelRefusedError):
+        return True
+    return not isinstance(exc, InDoubtError) and exc.status in _VERDICT
+
+
 class RunwareClient:
     """Runware's REST API (``POST endpoint`` with a JSON array of tasks)."""
 
@@ -107,7 +120,7 @@ class RunwareClient:
         except TaskUnknownError:
             return TaskStatus("unknown")
         except (PermanentProviderError, TransientProviderError) as exc:
-            if exc.task_uuid == task_uuid and not isinstance(exc, InDoubtError) and exc.status in _VERDICT:
+            if exc.task_uuid == task_uuid and _is_verdict(exc):
                 return TaskStatus("error", error=exc)  # the task's own failure, in an errors envelope
             raise
         return task_status(items, task_uuid, expected)

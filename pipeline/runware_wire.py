@@ -18,7 +18,9 @@ Every failure becomes one of (``pipeline.errors``)::
 
 Which codes mean "the model" is a guess (no retired-model code is documented), so a family is matched:
 any code naming a model with a word of absence (``invalidModel``, ``modelNotFound``, ``unknownModel``,
-``modelDisabled``, ``modelDeprecated``...), or a 400/404 whose ``parameter`` is ``model``.
+``modelDisabled``, ``modelDeprecated``...) unless the answer names another parameter, a 400/404/410/503
+whose ``parameter`` is ``model``, or any 404 to ``imageInference``. ``modelUnavailable`` (``modelNotReady``,
+a 503 naming ``model``) is "not now"; the rest are "for good".
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def classify(
         return TaskUnknownError(**kwargs)
     if refused := _model_error(status, code, parameter, task_type):
         return refused(**kwargs)
-    if code in UNKNOWN_TASK_CODES:
+    if code in UNKNOWN_TASK_CODES and task_type != "imageInference":
         return TaskUnknownError(**kwargs)
     if code in FATAL_CODES or status in FATAL_STATUSES:
         return FatalProviderError(**kwargs)
@@ -253,10 +255,15 @@ def _model_error(
     """``ModelRefusedError`` / ``ModelUnavailableError`` when the answer is about the model itself."""
     if task_type not in (None, "imageInference"):
         return None
-    about_model = bool(_MODEL_CODE.search(code)) or (parameter == "model" and status in _MODEL_STATUSES)
-    if not about_model and not (status == 404 and task_type == "imageInference"):
+    # A code of the family counts unless the answer points at another parameter (a hypothetical
+    # "unsupportedModelFeature" about CFGScale is the row's problem, not the model's).
+    coded = bool(_MODEL_CODE.search(code)) and parameter in (None, "", "model")
+    names_model = parameter == "model" and status in _MODEL_STATUSES
+    if not (coded or names_model or (status == 404 and task_type == "imageInference")):
         return None
-    return ModelUnavailableError if _MODEL_NOT_NOW.search(code) else ModelRefusedError
+    if _MODEL_NOT_NOW.search(code) or (status == 503 and not coded):
+        return ModelUnavailableError  # "not now": a 503 naming the model without a code that says more
+    return ModelRefusedError
 
 
 def is_model_refusal(exc: BaseException) -> bool:
@@ -272,14 +279,19 @@ def is_overload(exc: BaseException) -> bool:
 def _error_of(
     error: Mapping[str, Any], status: int | None, retry_after: float | None, task_type: str | None = None
 ) -> ProviderError:
+    """The error of one error item; ``task_type`` is the task sent (the item may name the polled one)."""
+    code = str(error.get("code") or "") or None
+    about = _str_or_none(error.get("taskType")) or task_type
+    if task_type == "getResponse" and code in UNKNOWN_TASK_CODES:
+        about = task_type  # "no such task" answers the question, whichever task type the item names
     return classify(
         status,
-        str(error.get("code") or "") or None,
+        code,
         str(error.get("message") or error.get("code") or "error"),
         task_uuid=_str_or_none(error.get("taskUUID")),
         parameter=_str_or_none(error.get("parameter")),
         retry_after=retry_after,
-        task_type=_str_or_none(error.get("taskType")) or task_type,
+        task_type=about,
     )
 
 

@@ -18,6 +18,7 @@ class FakeRunware:
     ``script``: what happens to successive imageInference requests ("ok" when it runs out):
     ok, 429, 429ra (Retry-After: 2), 503, 400, 401, 402, 500 (refused before running),
     drop / timeout / malformed / 500c (after the task ran and was charged).
+    ``retired``: model -> a code of ``MODEL_REFUSALS``: every request for that model is refused so.
     """
 
     script: list[str] = field(default_factory=list)
@@ -29,6 +30,7 @@ class FakeRunware:
     requests: list[list[dict[str, Any]]] = field(default_factory=list)
     async_pending: dict[str, int] = field(default_factory=dict)  # polls before an async task is done
     auth: list[str] = field(default_factory=list)
+    retired: dict[str, str] = field(default_factory=dict)
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -36,6 +38,12 @@ class FakeRunware:
     @property
     def inference_requests(self) -> int:
         return sum(1 for body in self.requests if body[0]["taskType"] == "imageInference")
+
+    def requests_for(self, model: str) -> int:
+        """imageInference requests sent for ``model``."""
+        return sum(
+            1 for b in self.requests if b[0]["taskType"] == "imageInference" and b[0]["model"] == model
+        )
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -51,7 +59,11 @@ class FakeRunware:
         return self._infer(task, request)
 
     def _infer(self, task: dict[str, Any], request: httpx.Request) -> httpx.Response:
+        if task["model"] in self.retired:
+            return model_refusal(self.retired[task["model"]], task)
         action = self.script.pop(0) if self.script else "ok"
+        if action in MODEL_REFUSALS:
+            return model_refusal(action, task)
         refused = {"429": 429, "429ra": 429, "503": 503, "400": 400, "401": 401, "402": 402, "500": 500}
         if action in refused:
             codes = {400: "invalidParameter", 401: "invalidApiKey", 402: "insufficientCredits"}
@@ -109,6 +121,21 @@ class FakeRunware:
             self.async_pending[uid] -= 1
             return _data([{"taskType": "imageInference", "taskUUID": uid, "status": "processing"}])
         return _data(self._items(uid, status="success"))
+
+
+#: How a provider that dropped a model answers (HTTP status of each code).
+MODEL_REFUSALS = {"invalidModel": 400, "modelNotFound": 404, "modelUnavailable": 503}
+
+
+def model_refusal(code: str, task: dict[str, Any]) -> httpx.Response:
+    err = {
+        "code": code,
+        "message": f"Model {task['model']} is not available.",
+        "parameter": "model",
+        "taskType": "imageInference",
+        "taskUUID": task["taskUUID"],
+    }
+    return httpx.Response(MODEL_REFUSALS[code], json={"errors": [err]})
 
 
 def _data(items: list[dict[str, Any]]) -> httpx.Response:

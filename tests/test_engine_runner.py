@@ -44,6 +44,7 @@ class TestRunJob:
             "images": 6,
             "spent_usd": pytest.approx(0.066),
             "exit_code": 1,
+            "stopped_models": [],
         }
         results = pl.read_parquet(spec.out_dir / "results.parquet")
         assert sorted(results["id"].to_list()) == [f"row{i}" for i in range(6)]

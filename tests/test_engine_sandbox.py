@@ -42,6 +42,7 @@ def rewrite_job(folder: Path, url: str, *, download: bool = False, **limits: Any
         f'[provider]\nprofile = "sandbox"\nendpoint = "{url}"\n'
         f"[limits]\n{body}\n"
         f"[output]\ndownload = {json.dumps(download)}\nresults_interval_s = 0.3\n"
+        '[defaults]\nmodel = "openai:1@2"\n'  # $0.011 a row: the money tests count on it
     )
     return job
 

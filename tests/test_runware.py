@@ -12,15 +12,20 @@ import pytest
 
 from pipeline.errors import (
     FatalProviderError,
+    ModelRefusedError,
+    ModelUnavailableError,
     PermanentProviderError,
     TransientError,
     TransientProviderError,
 )
+from pipeline.profiles import load_model_profile
 from pipeline.rows import ImageRequest
 from pipeline.runware import (
     InDoubtError,
     RunwareClient,
     TaskConflictError,
+    TaskUnknownError,
+    classify,
     inference_task,
     transport_error,
 )
@@ -29,6 +34,7 @@ from pipeline.runware_wire import parse_retry_after, read_answer, task_status
 DATA = Path(__file__).parent / "data"
 KEY = "sk-test-SECRET-0123456789"
 CASES = ["jigsaw-collage", "mask-fusion", "matchbox-label", "salt-flats"]
+PROFILE = load_model_profile("openai:1@2")
 
 
 def _example(case: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,14 +72,14 @@ class TestTaskShape:
         """Every field of the real request is built exactly, plus the pipeline's fixed fields."""
         expected, _ = _example(case)
         req = _request_of(expected)
-        task = inference_task(req, expected["taskUUID"], req.reference_images)
+        task = inference_task(req, expected["taskUUID"], req.reference_images, profile=PROFILE)
         fixed = {"numberResults": 1, "outputType": "URL", "outputFormat": "JPG", "includeCost": True}
         assert task == {**expected, **fixed}
 
     def test_no_inputs_without_references_and_async_delivery(self) -> None:
         """inputs is omitted when empty; async delivery adds deliveryMethod."""
         expected, _ = _example("salt-flats")
-        task = inference_task(_request_of(expected), "u", (), delivery="async")
+        task = inference_task(_request_of(expected), "u", (), profile=PROFILE, delivery="async")
         assert "inputs" not in task
         assert task["deliveryMethod"] == "async"
 
@@ -235,3 +241,88 @@ class TestTransport:
         client, http = _client(handler)
         async with http:
             assert await client.upload("data:image/png;base64,AAAA") == "img-1"
+
+
+INFER, POLL = "imageInference", "getResponse"
+
+
+class TestModelRefusals:
+    @pytest.mark.parametrize(
+        ("status", "code", "parameter", "task_type", "error"),
+        [
+            (400, "invalidModel", "model", INFER, ModelRefusedError),
+            (400, "invalidModel", None, None, ModelRefusedError),
+            (404, "modelNotFound", "model", INFER, ModelRefusedError),
+            (404, "unknownModel", None, INFER, ModelRefusedError),
+            (400, "modelDisabled", None, INFER, ModelRefusedError),
+            (410, "modelRetired", None, INFER, ModelRefusedError),
+            (400, "invalidParameter", "model", INFER, ModelRefusedError),  # names the model parameter
+            (404, None, None, INFER, ModelRefusedError),  # any 404 to imageInference
+            (404, "notFound", None, INFER, ModelRefusedError),
+            (404, "taskNotFound", None, INFER, ModelRefusedError),
+            (503, "modelUnavailable", "model", INFER, ModelUnavailableError),
+            (503, "modelUnavailable", None, None, ModelUnavailableError),
+            (503, "modelNotReady", None, INFER, ModelUnavailableError),
+            (503, "serviceUnavailable", "model", INFER, ModelUnavailableError),  # 503 naming model
+            (400, "unsupportedArchitectureCFGScale", "CFGScale", INFER, PermanentProviderError),
+            (400, "unsupportedModelFeature", "CFGScale", INFER, PermanentProviderError),
+            (400, "invalidParameter", "width", INFER, PermanentProviderError),
+            (503, "serviceUnavailable", None, INFER, TransientProviderError),
+            (404, "taskNotFound", None, POLL, TaskUnknownError),
+            (404, None, None, POLL, TaskUnknownError),
+            (400, "taskNotFound", None, POLL, TaskUnknownError),
+            (401, "invalidApiKey", None, INFER, FatalProviderError),
+        ],
+    )
+    def test_classified_by_status_code_parameter_and_task(
+        self, status: int, code: str | None, parameter: str | None, task_type: str | None, error: type
+    ) -> None:
+        """Which answers refuse the model itself (for good, or for now), and which are about the row."""
+        exc = classify(status, code, "m", parameter=parameter, task_type=task_type)
+        assert type(exc) is error
+
+    def test_a_404_to_image_inference_is_never_an_unknown_task(self) -> None:
+        """A 404 answering imageInference (whatever its code) is about the model: never resubmitted."""
+        for code in (None, "taskNotFound", "notFound", "unknownTaskUUID", "modelNotFound"):
+            exc = classify(404, code, "m", task_type=INFER)
+            assert isinstance(exc, ModelRefusedError)
+            assert not isinstance(exc, TaskUnknownError)
+
+    def test_read_answer_uses_the_task_type_sent(self) -> None:
+        """An error envelope without a taskType is judged by the task that was sent."""
+        body = b'{"errors":[{"code":"notFound","message":"gone","taskUUID":"t"}]}'
+        with pytest.raises(ModelRefusedError):
+            read_answer(404, {}, body, task_type=INFER)
+        with pytest.raises(TaskUnknownError):
+            read_answer(404, {}, body, task_type=POLL)
+        with pytest.raises(ModelRefusedError):  # not even an envelope: a 404 to imageInference
+            read_answer(404, {}, b"<html>not found</html>", task_type=INFER)
+
+    @pytest.mark.anyio
+    async def test_get_response_reporting_a_refused_model_is_the_tasks_verdict(self) -> None:
+        """getResponse answered 404 modelNotFound for the task: its verdict, not "ask again"."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            err = {"code": "modelNotFound", "message": "gone", "taskUUID": "t", "taskType": INFER}
+            return httpx.Response(404, json={"errors": [err]})
+
+        client, http = _client(handler)
+        async with http:
+            status = await client.get_response("t", expected=1)
+        assert status.state == "error"
+        assert isinstance(status.error, ModelRefusedError)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("named", [None, INFER])
+    async def test_get_response_404_without_model_is_an_unknown_task(self, named: str | None) -> None:
+        """getResponse answered 404 taskNotFound (even naming the polled imageInference task): the task
+        is unknown (the caller resubmits it), not a refused model."""
+
+        def handler(r: httpx.Request) -> httpx.Response:
+            err = {"code": "taskNotFound", "message": "no such task", "taskUUID": "t", "taskType": named}
+            return httpx.Response(404, json={"errors": [err]})
+
+        client, http = _client(handler)
+        async with http:
+            status = await client.get_response("t", expected=1)
+        assert status.state == "unknown"

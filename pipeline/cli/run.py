@@ -17,16 +17,16 @@ from typing import Any
 import anyio
 
 from pipeline.cli._output import emit_json, err_console, say
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError, ModelUnavailableError, UsageError
 from pipeline.jobspec import JobSpec, load_job_spec
 from pipeline.ledger import LEDGER_NAME, load_state
 from pipeline.manifest import read_manifest
-from pipeline.outcome import Outcome, Stop
+from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
 from pipeline.profiles import ProviderProfile, load_model_profile, load_provider_profile
 from pipeline.results import rebuild_results
 from pipeline.runner import Provider, run_job
 
-__all__ = ["register", "resolve_provider"]
+__all__ = ["register", "resolve_provider", "stopped_model_lines"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -105,17 +105,56 @@ def _handle_run(args: argparse.Namespace) -> int:
         emit_json(outcome.summary())
     elif not args.quiet:
         _print_outcome(spec, outcome)
+        _warn_lifecycle(
+            spec, quiet=args.quiet, models=outcome.used - {spec.defaults.model, *outcome.models.stopped}
+        )
+    for line in stopped_model_lines(outcome, dt.date.today()):
+        say(line)  # even with --quiet or --json: it is why the run exits 5, and what to do about it
     return outcome.exit_code()
 
 
-def _warn_lifecycle(spec: JobSpec, *, quiet: bool) -> None:
-    """A warning on stderr when the job's default model shuts down soon (or has)."""
-    try:
-        warning = load_model_profile(spec.defaults.model).lifecycle_warning(dt.date.today())
-    except KeyError:
-        return  # an unknown model is the manifest's error to report, row by row
-    if warning and not quiet:
-        say(f"warning: {warning}")
+def _warn_lifecycle(spec: JobSpec, *, quiet: bool, models: set[str] | None = None) -> None:
+    """A warning on stderr for each model that shuts down soon (or has): the job's default model before
+    the run, the other models its rows used after it (the engine saw them as it went)."""
+    today = dt.date.today()
+    for model in sorted({spec.defaults.model} if models is None else models):
+        try:
+            warning = load_model_profile(model).lifecycle_warning(today)
+        except KeyError:
+            continue  # an unknown model is the manifest's error to report, row by row
+        if warning and not quiet:
+            say(f"warning: {warning}")
+
+
+def stopped_model_lines(outcome: Outcome, today: dt.date) -> list[str]:
+    """One line per model the provider refused: why, its shutdown, the rows left, what to do."""
+    return [_stopped_line(s, outcome.unfinished[s.model], today) for s in outcome.stopped_models]
+
+
+def _stopped_line(stopped: StoppedModel, left: int, today: dt.date) -> str:
+    error = stopped.error
+    answer = f"HTTP {error.status} {error.code}" if error.status is not None else error.code
+    if isinstance(error, ModelUnavailableError):
+        answer += f", {UNAVAILABLE_LIMIT} times in a row"
+    when = stopped.shutdown_date
+    if when is None:
+        shutdown = "no shutdown date is known for it"
+    elif when <= today:
+        shutdown = f"it was shut down on {when}"
+    else:
+        shutdown = f"its shutdown is announced for {when}"
+    rows = f"{left} row{'' if left == 1 else 's'} left pending"
+    return (
+        f"model {stopped.model} ({stopped.name}) was refused by the provider ({answer}): {shutdown}; "
+        f"{rows}. {_instead(stopped.replacement)}"
+    )
+
+
+def _instead(replacement: str | None) -> str:
+    where = "in [defaults] (or the model column) and run again"
+    if replacement is None:
+        return f"No replacement is known: pick another model (`pipeline models` lists them), set it {where}."
+    return f'Its replacement is {replacement}: set model = "{replacement}" {where}.'
 
 
 def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
