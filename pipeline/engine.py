@@ -38,6 +38,7 @@ from pipeline.events import SubmittedEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import LedgerState, LedgerWriter, task_uuid_for
+from pipeline.ledger_state import SUCCEEDED
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
 from pipeline.outcome import Outcome, Stop
 from pipeline.profiles import load_model_profile
@@ -219,9 +220,12 @@ class Engine:
         async with send:
             while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                 self.outcome.rejects.extend(batch.rejects)
+                carried = await anyio.to_thread.run_sync(self._carried, batch.rows)
                 for row in batch.rows:
                     self.tally.seen += 1
                     state = self.state.row_state(row.id, row.fingerprint)
+                    if state is None and row.id in carried:
+                        state = SUCCEEDED  # an earlier model generated it: never sent, so budgets hold
                     if state in (None, "pending"):
                         await send.send(row)
                     else:
@@ -229,6 +233,13 @@ class Engine:
                         self.outcome.count(state, row.request.model)
             self.tally.manifest_done = True
             self.outcome.manifest_done = True
+
+    def _carried(self, rows: list[Row]) -> set[str]:
+        """Ids of ``rows`` an earlier model already generated, when ``[resume] keep_earlier_models`` is
+        on (in a worker thread: the check may hash local reference files)."""
+        if not self.spec.resume.keep_earlier_models:
+            return set()
+        return {row.id for row in rows if self.state.generated_by_earlier_model(row)}
 
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)

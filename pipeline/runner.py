@@ -9,6 +9,7 @@ SIGINT/SIGTERM stops dispatching and drains; a second cancels in-flight work (it
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import signal
@@ -78,7 +79,11 @@ async def run_job(
         first = await anyio.to_thread.run_sync(next, batches, None)  # a bad manifest fails here
         stream = itertools.chain([] if first is None else [first], batches)
         with LedgerWriter.for_spec(spec) as ledger:
-            state = await anyio.to_thread.run_sync(load_state, spec.out_dir / LEDGER_NAME)
+            state = await anyio.to_thread.run_sync(
+                functools.partial(
+                    load_state, spec.out_dir / LEDGER_NAME, earlier_models=spec.resume.keep_earlier_models
+                )
+            )
             run_id = new_run_id()
             ledger.append(RunEvent(run_id=run_id))
             state.apply(RunEvent(run_id=run_id))
