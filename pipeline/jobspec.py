@@ -24,7 +24,14 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.profiles import ModelProfile, OptionValue, default_model, model_profiles, option_names
+from pipeline.profiles import (
+    ModelProfile,
+    OptionValue,
+    default_model,
+    model_profiles,
+    option_names,
+    parse_size,
+)
 from pipeline.rows import REQUEST_FIELDS
 
 __all__ = [
@@ -53,6 +60,7 @@ def option_text(value: OptionValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -246,16 +254,30 @@ def _check_defaults(path: str | Path, defaults: Defaults) -> None:
         allowed = ", ".join(profile.output_formats)
         reason = f"{defaults.output_format!r} is not allowed for {profile.id} (allowed: {allowed})"
         raise ConfigError(path, "defaults.output_format", reason)
-    if (defaults.width is None) != (defaults.height is None):
-        raise ConfigError(path, "defaults.width", "width and height go together: set both or neither")
-    if defaults.width is not None and defaults.height is not None:
-        problem = profile.sizes.problem(defaults.width, defaults.height)
-        if problem is not None:
-            reason = f"size {defaults.width}x{defaults.height} is not allowed for {profile.id} ({problem})"
-            raise ConfigError(path, "defaults.width", reason)
+    _check_size(path, defaults, profile)
     if defaults.number_results > profile.max_number_results:
         reason = f"at most {profile.max_number_results} for {profile.id}"
         raise ConfigError(path, "defaults.number_results", reason)
+
+
+def _check_size(path: str | Path, defaults: Defaults, profile: ModelProfile) -> None:
+    """A size set here must suit the default model; a lone width or height is completed from the
+    model's default size, as rows complete theirs (0.1 specs set only width)."""
+    sized = defaults.width is not None or defaults.height is not None
+    if sized and "resolution" in defaults.options and "resolution" in profile.options:
+        raise ConfigError(path, "defaults.resolution", "give resolution or width/height, not both")
+    if not sized:
+        return
+    model_w, model_h = parse_size(profile.sizes.default) if profile.sizes.default else (None, None)
+    width = defaults.width if defaults.width is not None else model_w
+    height = defaults.height if defaults.height is not None else model_h
+    if width is None or height is None:
+        reason = f"width and height go together: set both ({profile.id} has no default size)"
+        raise ConfigError(path, "defaults.width", reason)
+    problem = profile.sizes.problem(width, height)
+    if problem is not None:
+        reason = f"size {width}x{height} is not allowed for {profile.id} ({problem})"
+        raise ConfigError(path, "defaults.width", reason)
 
 
 def _check_option(path: str | Path, name: str, text: str, profile: ModelProfile) -> None:
@@ -264,11 +286,12 @@ def _check_option(path: str | Path, name: str, text: str, profile: ModelProfile)
     takers = [profile] if name in profile.options else _takers(name)
     problems = []
     for taker in takers:
+        spec = taker.options[name]
         try:
-            taker.options[name].parse(text)
+            spec.parse(text)
             return
-        except ValueError as exc:
-            problems.append(f"{exc} for {taker.id}")
+        except ValueError:
+            problems.append(f"{text.strip()!r} is not allowed for {taker.id} (allowed: {spec.allowed()})")
     raise ConfigError(path, f"defaults.{name}", problems[0])
 
 

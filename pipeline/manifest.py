@@ -9,6 +9,10 @@ pass to a private Parquet snapshot (so every byte is decoded), columns are mappe
 known, duplicate ids are found. A bad file thus stops a run before anything is sent. Batches are then
 read from the snapshot one row group at a time. Row rules are polars expressions (``manifest_rules``);
 references (``manifest_refs``), ids and fingerprints are computed per batch.
+
+A validated frame (``Manifest.frames``) has ``_row, _id, _fp, _reason``, the request fields (``model``,
+``prompt``, ``width``, ``height``, ``output_format``, ``number_results``), one column per option in
+``Manifest.options`` (canonical text, null when unset), ``_refs`` and the passthrough columns.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from pipeline.fingerprint import fingerprint_text_expr, hash_texts
 from pipeline.jobspec import JobSpec
 from pipeline.manifest_io import Snapshot, scan_table
 from pipeline.manifest_refs import RowReferences
-from pipeline.manifest_rules import reason_expr, resolve_exprs
+from pipeline.manifest_rules import RowRules
 from pipeline.manifest_schema import ManifestColumns, map_columns
 from pipeline.profiles import model_profiles
-from pipeline.rows import ImageRequest, Row
+from pipeline.rows import LEGACY_OPTIONS, ImageRequest, Row
 
 __all__ = ["Manifest", "ManifestBatch", "Reject", "open_manifest", "read_manifest"]
 
@@ -92,7 +96,7 @@ class Manifest:
         self._dup_first: dict[Any, int] = {}
         self._content_seen: dict[Any, tuple[str, int]] = {}
         self._refs = refs
-        self._rules: tuple[list[pl.Expr], ...] | None = None
+        self._rules = RowRules(columns.schema, spec.defaults, sources=columns.original)
 
     def __enter__(self) -> Manifest:
         return self
@@ -107,6 +111,11 @@ class Manifest:
     @property
     def passthrough(self) -> tuple[str, ...]:
         return self.columns.passthrough
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The option columns of a validated frame: every option a profile declares, sorted."""
+        return self._rules.options
 
     def _key_expr(self) -> pl.Expr:
         """Duplicate key: the id itself, or a (same-process) hash of the whole row for content ids."""
@@ -150,30 +159,26 @@ class Manifest:
             yield self._validate(raw, fingerprint_ids)
 
     def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
-        if self._rules is None:  # built once: the expressions are the same for every batch
-            present = self.columns.present
-            self._rules = (
-                [self._id_expr(), self._key_expr().alias("_k")],
-                resolve_exprs(present, self.spec.defaults),
-                [reason_expr(present, model_profiles()).alias("_reason")],
-            )
-        lazy = raw.lazy()
-        for exprs in self._rules:
-            lazy = lazy.with_columns(exprs)
-        frame = lazy.collect()
+        frame = self._rules.apply(raw.with_columns(self._id_expr(), self._key_expr().alias("_k")))
         if not self.columns.has_id:
             frame = frame.with_columns(hash_texts(frame["_id"], ID_LENGTH))
         frame = frame.with_columns(_reason=pl.coalesce(pl.col("_reason"), self._id_reasons(frame)))
-        frame = self._refs.apply(frame)
+        frame = self._rules.after_references(self._refs.apply(frame))
         wanted = pl.col("_reason").is_null()
         if fingerprint_ids is not None:
             # Narrow the (large) id list to this batch first: hashing the batch's ids and probing the
             # list is ~8x cheaper than hashing the whole list for every batch.
             here = fingerprint_ids.filter(fingerprint_ids.is_in(frame["_id"].drop_nulls().implode()))
             wanted = wanted & pl.col("_id").is_in(here.implode())
-        fp = pl.when(wanted).then(fingerprint_text_expr(pl.col("_refkeys")))
+        options = self._options_set(frame)
+        fp = pl.when(wanted).then(fingerprint_text_expr(pl.col("_refkeys"), options=options))
         frame = frame.with_columns(_fp=fp)
         return frame.with_columns(hash_texts(frame["_fp"]))
+
+    def _options_set(self, frame: pl.DataFrame) -> list[str]:
+        """The option columns besides quality and background that some row of ``frame`` sets (an
+        option no row sets adds nothing to a fingerprint or a request)."""
+        return [n for n in self.options if n not in LEGACY_OPTIONS and frame[n].null_count() < frame.height]
 
     def _id_expr(self) -> pl.Expr:
         if self.columns.has_id:
@@ -215,13 +220,36 @@ class Manifest:
         ]
         good = frame.filter(pl.col("_reason").is_null())
         passthrough = good.select(self.passthrough).to_dicts() if self.passthrough else None
+        options = self._row_options(good)
         cols = [good[c].to_list() for c in _ROW_COLUMNS]
         rows = []
         for i, values in enumerate(zip(*cols, strict=True)):
             n, row_id, fp, model, prompt, w, h, q, bg, fmt, k, refs = values
-            request = ImageRequest(model, prompt, w, h, q, bg, fmt, k, tuple(refs or ()))
+            request = ImageRequest(
+                model,
+                prompt,
+                w,
+                h,
+                q or "",
+                bg or "",
+                fmt,
+                k,
+                tuple(refs or ()),
+                options[i] if options else (),
+            )
             rows.append(Row(n, row_id, fp, request, passthrough[i] if passthrough else {}))
         return ManifestBatch(rows, rejects)
+
+    def _row_options(self, good: pl.DataFrame) -> list[tuple[tuple[str, str], ...]]:
+        """Per row, (name, text) of every option set besides quality and background, sorted by name."""
+        names = self._options_set(good)
+        if not names:
+            return []
+        columns = [good[n].to_list() for n in names]
+        return [
+            tuple((n, v) for n, v in zip(names, values, strict=True) if v is not None)
+            for values in zip(*columns, strict=True)
+        ]
 
 
 _ROW_COLUMNS = (

@@ -1,7 +1,9 @@
 """Per-row references: a reference set's images, then the row's own; resolved, counted and keyed.
 
     refs = RowReferences(spec)   # loads spec.reference_sets (set_id -> image, one row per image)
-    frame = refs.apply(frame)    # adds _refs (list of resolved references) and _refkeys; rejects bad rows
+    frame = refs.apply(frame)    # adds _refs (resolved references), _refkeys and _refn; rejects bad rows
+
+How many references a model takes is a model rule (``manifest_rules``), checked over ``_refn``.
 
 Vectorised: each distinct reference text is resolved once in Python (``ReferenceResolver`` caches),
 everything per row is a polars join or aggregation, so a million rows cost seconds.
@@ -17,7 +19,6 @@ from pipeline.errors import ManifestError
 from pipeline.fingerprint import REF_SEP
 from pipeline.jobspec import JobSpec
 from pipeline.manifest_io import scan_table, table_errors
-from pipeline.profiles import model_profiles
 from pipeline.references import (
     CONTROL_PATTERN,
     REMOTE_PATTERN,
@@ -74,10 +75,10 @@ class RowReferences:
         base = spec.reference_sets.parent if spec.reference_sets else Path()
         self._sets = _resolve_sets(sets, ReferenceResolver(base))
         self._resolver = ReferenceResolver(spec.manifest.parent)
-        self._max = {m: p.max_reference_images for m, p in model_profiles().items()}
 
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Adds ``_refs`` (list, null when none) and ``_refkeys``; a bad reference sets ``_reason``."""
+        """Adds ``_refs`` (list, null when none), ``_refkeys`` and ``_refn`` (the count); a bad reference
+        sets ``_reason``."""
         frame = frame.with_columns(_i=pl.int_range(pl.len(), dtype=pl.Int64), **self._own_lists(frame))
         own = self._own(frame)
         sets = self._set_parts(frame)
@@ -85,12 +86,8 @@ class RowReferences:
         refs = pl.concat_str(["_set_res", "_own_res"], separator=REF_SEP, ignore_nulls=True)
         keys = pl.concat_str(["_set_key", "_own_key"], separator=REF_SEP, ignore_nulls=True)
         count = pl.col("_set_n").fill_null(0) + pl.col("_own_n").fill_null(0)
-        limit = pl.col("model").replace_strict(self._max, default=0, return_dtype=pl.Int64)
-        too_many = pl.when(count > limit).then(
-            pl.format("too many reference images: {} (at most {} for {})", count, limit, pl.col("model"))
-        )
-        reason = pl.coalesce("_reason", "_set_problem", "_own_problem", too_many)
-        out = merged.with_columns(_reason=reason, _refkeys=pl.when(count > 0).then(keys))
+        reason = pl.coalesce("_reason", "_set_problem", "_own_problem")
+        out = merged.with_columns(_reason=reason, _refkeys=pl.when(count > 0).then(keys), _refn=count)
         out = out.with_columns(_refs=pl.when(count > 0).then(refs.str.split(REF_SEP)))
         return out.drop("_i", "_own", "_own_res", "_own_key", "_own_n", "_own_problem").drop(
             "_set_res", "_set_key", "_set_n", "_set_problem"

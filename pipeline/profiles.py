@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pipeline.rows import ImageRequest
 
 __all__ = [
+    "BOOL_WORDS",
     "LifecycleStatus",
     "ModelProfile",
     "OptionSpec",
@@ -160,9 +161,9 @@ class OptionSpec(_Strict):
                 raise ValueError(problem)
             return canonical
         if self.type == "bool":
-            if value.lower() not in _BOOLS:
+            if value.lower() not in BOOL_WORDS:
                 raise ValueError(problem)
-            return "true" if _BOOLS[value.lower()] else "false"
+            return "true" if BOOL_WORDS[value.lower()] else "false"
         if self.type == "str":
             if self.max_chars is not None and len(value) > self.max_chars:
                 raise ValueError(f"{len(value)} characters (allowed: {self.allowed()})")
@@ -186,7 +187,7 @@ class OptionSpec(_Strict):
         return text
 
 
-_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
 def _text(value: OptionValue) -> str:
@@ -548,7 +549,8 @@ def _check_catalog(folder: Path, profiles: dict[str, ModelProfile]) -> None:
     for profile in profiles.values():
         replacement = profile.lifecycle.replacement
         if replacement is not None and replacement not in profiles:
-            raise ConfigError(folder, f"{profile.id}: lifecycle.replacement", f"unknown model {replacement!r}")
+            key = f"{profile.id}: lifecycle.replacement"
+            raise ConfigError(folder, key, f"unknown model {replacement!r}")
 
 
 def default_model() -> str:

@@ -24,11 +24,12 @@ class TestLoading:
         assert spec.manifest == tmp_path / "jobs" / "m.csv"
         assert spec.reference_sets == tmp_path / "jobs" / "refs" / "sets.csv"
         assert spec.out_dir == tmp_path / "output" / "fall"
-        assert (spec.defaults.model, spec.defaults.quality, spec.limits.concurrency) == (
-            "openai:1@2",
-            "medium",
-            16,
+        assert (spec.defaults.model, spec.defaults.width, spec.defaults.options) == (
+            "openai:gpt-image@2",
+            None,
+            {},
         )
+        assert (spec.limits.concurrency, spec.resume.keep_earlier_models) == (16, False)
 
     def test_every_section_is_read(self, tmp_path: Path) -> None:
         body = (
@@ -46,9 +47,30 @@ class TestLoading:
             1536,
             2,
         )
+        assert spec.defaults.options == {"quality": "high"}
         assert spec.columns == {"id": "sku", "prompt": "text"}
         assert (spec.limits.budget_usd, spec.limits.max_runtime) == (12.5, 5400)
         assert (spec.output.download, spec.output.formats) == (False, ("parquet", "csv"))
+
+    def test_a_spec_without_a_model_gets_a_live_one(self, tmp_path: Path) -> None:
+        """Leaving `model` out means GPT Image 2, not a model that has shut down."""
+        assert load_job_spec(spec_file(tmp_path, "")).defaults.model == "openai:gpt-image@2"
+
+    def test_defaults_take_any_declared_option(self, tmp_path: Path) -> None:
+        """seed, quality, rendering_speed...: each is a [defaults] key, kept as the text a cell would hold."""
+        body = '[defaults]\nseed = 7\nquality = "high"\nrendering_speed = "TURBO"\nprompt_upsampling = true\n'
+        defaults = load_job_spec(spec_file(tmp_path, body)).defaults
+        assert defaults.options == {
+            "seed": "7",
+            "quality": "high",
+            "rendering_speed": "TURBO",
+            "prompt_upsampling": "true",
+        }
+
+    def test_resume_section_loads(self, tmp_path: Path) -> None:
+        """[resume] keep_earlier_models = true is read."""
+        spec = load_job_spec(spec_file(tmp_path, "[resume]\nkeep_earlier_models = true\n"))
+        assert spec.resume.keep_earlier_models is True
 
     @pytest.mark.parametrize(
         ("text", "seconds"), [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("300ms", 0.3)]
@@ -66,11 +88,47 @@ BAD_SPECS = [
     (
         "bad quality",
         '[defaults]\nquality = "ultra"\n',
-        "defaults.quality: 'ultra' is not allowed for openai:1@2",
+        "defaults.quality: 'ultra' is not allowed for openai:gpt-image@2 (allowed: low, medium, high, auto)",
     ),
-    ("bad background", '[defaults]\nbackground = "pink"\n', "defaults.background: 'pink' is not allowed"),
-    ("bad size", "[defaults]\nheight = 999\n", "defaults.width: size 1024x999 is not allowed"),
+    (
+        "bad quality for the named model",
+        '[defaults]\nmodel = "openai:1@2"\nquality = "xhigh"\n',
+        "defaults.quality: 'xhigh' is not allowed for openai:1@2 (allowed: low, medium, high, auto)",
+    ),
+    (
+        "bad background",
+        '[defaults]\nmodel = "openai:1@2"\nbackground = "pink"\n',
+        "defaults.background: 'pink' is not allowed for openai:1@2 (allowed: opaque, transparent, auto)",
+    ),
+    (
+        "option no model allows that value",
+        '[defaults]\nrendering_speed = "WARP"\n',
+        "defaults.rendering_speed: 'WARP' is not allowed for ideogram:4@0 (allowed: TURBO, DEFAULT, QUALITY)",
+    ),
+    (
+        "unknown option",
+        "[defaults]\nsed = 7\n",
+        "defaults.sed: unknown key (options: acceleration, background, cfg_scale,",
+    ),
+    (
+        "bad size",
+        '[defaults]\nmodel = "openai:1@2"\nheight = 999\n',
+        "defaults.width: size 1024x999 is not allowed for openai:1@2 "
+        "(allowed: 1024x1024, 1536x1024, 1024x1536)",
+    ),
+    (
+        "size off the model's rule",
+        "[defaults]\nwidth = 1000\nheight = 1000\n",
+        "defaults.width: size 1000x1000 is not allowed for openai:gpt-image@2 "
+        "(sides must be multiples of 16)",
+    ),
+    (
+        "resolution and size",
+        '[defaults]\nmodel = "google:4@3"\nresolution = "1K"\nwidth = 1024\nheight = 1024\n',
+        "defaults.resolution: give resolution or width/height, not both",
+    ),
     ("too many results", "[defaults]\nnumber_results = 11\n", "defaults.number_results: at most 10"),
+    ("bad resume key", "[resume]\nkeep_old = true\n", "resume.keep_old: unknown key"),
     ("unknown column field", '[columns]\nsku = "x"\n', "columns: unknown field 'sku'"),
     (
         "column used twice",

@@ -116,13 +116,18 @@ BAD_INPUTS = [
     ),
     pytest.param(
         _job(OK, spec='[defaults]\nquality = "ultra"\n'),
-        "defaults.quality: 'ultra' is not allowed for openai:1@2",
+        "defaults.quality: 'ultra' is not allowed for openai:gpt-image@2 (allowed: low, medium, high, auto)",
         id="bad default quality",
     ),
     pytest.param(
-        _job(OK, spec="[defaults]\nwidth = 800\n"),
-        "defaults.width: size 800x1024 is not allowed",
+        _job(OK, spec='[defaults]\nmodel = "openai:1@2"\nwidth = 800\n'),
+        "defaults.width: size 800x1024 is not allowed for openai:1@2",
         id="bad default size",
+    ),
+    pytest.param(
+        _job(OK, spec="[defaults]\nsed = 7\n"),
+        "defaults.sed: unknown key (options: ",
+        id="unknown [defaults] key",
     ),
 ]
 
