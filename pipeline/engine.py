@@ -56,7 +56,7 @@ from pipeline.runware import (
     is_model_refusal,
     is_overload,
 )
-from pipeline.uploads import ReferenceUploader
+from pipeline.uploads import ReferenceUploader, Resolved, is_reference_refusal
 from pipeline.verdicts import failed_event, succeeded_event
 
 __all__ = ["Engine", "EngineHooks"]
@@ -92,6 +92,10 @@ class _RowFailed(Exception):
 
 class _ModelStopped(Exception):
     """The provider refused the row's model: the row is not sent (again) and stays pending."""
+
+
+class _StaleUploads(Exception):
+    """The provider refused reference imageUUIDs an earlier run uploaded: upload them again, send again."""
 
 
 class Engine:
@@ -292,7 +296,10 @@ class Engine:
                     raise _Stopped
                 self._check_model(row)
                 last = attempt.retry_state.attempt_number >= max_attempts
-                await self._verdict(row, None, reserved, send_first=True, last=last)
+                try:
+                    await self._verdict(row, None, reserved, send_first=True, last=last, reupload=True)
+                except _StaleUploads:  # refused, so not paid: once more, as a new attempt
+                    await self._verdict(row, None, reserved, send_first=True, last=last)
 
     async def _pace(self, row: Row) -> None:
         await self.gate.wait()
@@ -313,9 +320,17 @@ class Engine:
             self.stop(Stop.RUNTIME)
 
     async def _verdict(
-        self, row: Row, task_uuid: str | None, reserved: Decimal, *, send_first: bool, last: bool
+        self,
+        row: Row,
+        task_uuid: str | None,
+        reserved: Decimal,
+        *,
+        send_first: bool,
+        last: bool,
+        reupload: bool = False,
     ) -> None:
-        """Send (or only settle) one task and record its verdict; raises to retry, fail or stop."""
+        """Send (or only settle) one task and record its verdict; raises to retry, fail or stop.
+        ``reupload``: raise ``_StaleUploads`` if the provider refuses an earlier run's uploads."""
         try:
             refs = await self._uploader.resolve(row.request.reference_images)
         except ProviderError as exc:
@@ -335,7 +350,7 @@ class Engine:
                 task = inference_task(
                     row.request,
                     task_uuid,
-                    refs,
+                    refs.wire,
                     profile=load_model_profile(row.request.model),
                     delivery=self.hooks.delivery,
                 )
@@ -351,6 +366,8 @@ class Engine:
             self.stop(Stop.FATAL, exc.error)  # no verdict on the task: it stays in doubt
             raise _Stopped from None
         except ProviderError as exc:
+            if reupload and self._stale_uploads(row, task_uuid, refs, exc):
+                raise _StaleUploads from None
             self._refused(row, task_uuid, exc, last)
         self._succeeded(row, task_uuid, images, reserved)
         await self._download(task_uuid, len(images))
@@ -435,6 +452,15 @@ class Engine:
             # run exits 1 and tomorrow's retries it, instead of skipping it forever.
             self.tally.failed += 1
         raise _RowFailed from None
+
+    def _stale_uploads(self, row: Row, task_uuid: str, refs: Resolved, exc: ProviderError) -> bool:
+        """Refused over references an earlier run uploaded (the provider may have dropped them): the
+        attempt is recorded as retryable and those uploads forgotten for this run."""
+        if not (refs.earlier and is_reference_refusal(exc)):
+            return False
+        self._fail(row, task_uuid, exc, last=False)
+        self._uploader.forget(refs.earlier)
+        return True
 
     def _unreachable(self, row: Row, task_uuid: str, exc: ProviderError) -> NoReturn:
         """No connection at all: never a row's fault, so it never fails the row for good; after

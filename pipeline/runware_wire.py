@@ -257,9 +257,11 @@ def _model_error(
         return None
     # A code of the family counts unless the answer points at another parameter (a hypothetical
     # "unsupportedModelFeature" about CFGScale is the row's problem, not the model's).
-    coded = bool(_MODEL_CODE.search(code)) and parameter in (None, "", "model")
+    about_model = parameter in (None, "", "model")
+    coded = bool(_MODEL_CODE.search(code)) and about_model
     names_model = parameter == "model" and status in _MODEL_STATUSES
-    if not (coded or names_model or (status == 404 and task_type == "imageInference")):
+    bare_404 = status == 404 and task_type == "imageInference" and about_model  # not a reference's 404
+    if not (coded or names_model or bare_404):
         return None
     if _MODEL_NOT_NOW.search(code) or (status == 503 and not coded):
         return ModelUnavailableError  # "not now": a 503 naming the model without a code that says more

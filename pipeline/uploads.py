@@ -1,32 +1,58 @@
 """Reference images on the wire: local files uploaded once per content, everything else as given.
 
     refs = ReferenceUploader(client, state.uploads, record)
-    wire = await refs.resolve(row.request.reference_images)   # local paths -> imageUUIDs
+    resolved = await refs.resolve(row.request.reference_images)   # local paths -> imageUUIDs
+    task = inference_task(row.request, task_uuid, resolved.wire, ...)
+    ...                                                 # refused with invalidReferenceImages:
+    if resolved.earlier and is_reference_refusal(exc):  # an earlier run's upload the provider forgot
+        refs.forget(resolved.earlier)                   # the next resolve uploads those files again
 
 Each distinct content (sha256) is uploaded once per job, across rows and runs: the ``uploaded`` ledger
-event remembers its imageUUID. Concurrent rows needing the same file share one upload.
+event remembers its imageUUID. Concurrent rows needing the same file share one upload. The provider may
+not keep an upload forever (the embedded sandbox never knows an earlier run's), so an imageUUID from an
+earlier run that it refuses is forgotten for this run and the file uploaded again, at most once per run:
+a content uploaded in this run is never forgotten.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
-from pipeline.errors import PermanentProviderError
+from pipeline.errors import PermanentError, PermanentProviderError, ProviderError
 from pipeline.events import UploadedEvent
 from pipeline.runware import RunwareClient, data_uri_of
 
-__all__ = ["ReferenceUploader", "is_local_path"]
+__all__ = ["ReferenceUploader", "Resolved", "is_local_path", "is_reference_refusal"]
 
 Upload = Callable[[str], Awaitable[str]]
+
+# Runware's codes for a reference it cannot use: invalidReferenceImages, imageNotFound, ...ImageNotFound.
+_REFERENCE_CODE = re.compile(r"(?i)^invalidReferenceImages?$|ImageNotFound$")
 
 
 def is_local_path(reference: str) -> bool:
     """Local files come from the manifest as absolute paths; URLs, UUIDs and data URIs do not."""
     return reference.startswith("/") or (len(reference) > 2 and reference[1:3] in (":\\", ":/"))
+
+
+def is_reference_refusal(exc: ProviderError) -> bool:
+    """The provider refused the request over its reference images (say, an imageUUID it does not know)."""
+    names_references = "referenceimages" in (exc.parameter or "").lower()
+    return isinstance(exc, PermanentError) and (names_references or bool(_REFERENCE_CODE.search(exc.code)))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A row's references as sent, and the contents (sha256) sent as an imageUUID an earlier run uploaded."""
+
+    wire: list[str]
+    earlier: frozenset[str]
 
 
 def _read(path: Path) -> tuple[str, bytes]:
@@ -48,19 +74,38 @@ class ReferenceUploader:
         self._record = record
         self._upload = upload or client.upload
         self._busy: dict[str, anyio.Event] = {}
+        self._fresh: set[str] = set()  # uploaded in this run: the provider knows them
+        self._forgotten: set[str] = set()  # an earlier run's upload the provider refused: upload again
 
-    async def resolve(self, references: Iterable[str]) -> list[str]:
-        return [await self._one(ref) if is_local_path(ref) else ref for ref in references]
+    async def resolve(self, references: Iterable[str]) -> Resolved:
+        wire: list[str] = []
+        earlier: set[str] = set()
+        for reference in references:
+            if not is_local_path(reference):
+                wire.append(reference)
+                continue
+            digest = await self._one(Path(reference))
+            wire.append(self._uploads[digest])
+            if digest not in self._fresh:  # read with no await since _one: still the UUID just sent
+                earlier.add(digest)
+        return Resolved(wire, frozenset(earlier))
 
-    async def _one(self, reference: str) -> str:
-        path = Path(reference)
+    def forget(self, digests: Iterable[str]) -> None:
+        """Upload these contents again on their next use, unless this run already did."""
+        self._forgotten.update(digest for digest in digests if digest not in self._fresh)
+
+    def _known(self, digest: str) -> bool:
+        return digest in self._uploads and digest not in self._forgotten
+
+    async def _one(self, path: Path) -> str:
+        """The sha256 of a local file, uploaded unless its imageUUID is known."""
         try:
             digest, data = await anyio.to_thread.run_sync(_read, path)
         except OSError as exc:
             raise PermanentProviderError(
                 message=f"reference image {path}: {exc.strerror or exc}", code="referenceUnreadable"
             ) from None
-        while digest not in self._uploads:
+        while not self._known(digest):
             busy = self._busy.get(digest)
             if busy is not None:
                 await busy.wait()  # another row is uploading the same content
@@ -68,7 +113,9 @@ class ReferenceUploader:
             self._busy[digest] = anyio.Event()
             try:
                 image_uuid = await self._upload(data_uri_of(path, data))
-                self._record(UploadedEvent(sha256=digest, image_uuid=image_uuid))
+                self._record(UploadedEvent(sha256=digest, image_uuid=image_uuid))  # the latest one wins
+                self._fresh.add(digest)
+                self._forgotten.discard(digest)
             finally:
                 self._busy.pop(digest).set()
-        return self._uploads[digest]
+        return digest

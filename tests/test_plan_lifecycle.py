@@ -204,3 +204,44 @@ class TestSwitchingAFinishedCatalog:
         assert summary["rows"]["done_earlier_model"] == 0
         assert [m["id"] for m in summary["models"]] == ["openai:gpt-image@2"]
         assert any("keep_earlier_models" in note for note in summary["notes"])
+
+
+class TestRunAfterASwitch:
+    """What `pipeline run` does with a switched catalog: the same answer as plan."""
+
+    def run_json(self, spec: JobSpec, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+        with pytest.raises(SystemExit) as exited:
+            main(["run", str(spec.spec_path), "--json"])
+        summary: dict[str, object] = json.loads(capsys.readouterr().out)
+        assert summary["exit_code"] == exited.value.code
+        return summary
+
+    def test_rows_an_earlier_model_generated_are_not_sent_again(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """keep_earlier_models = true: the run sends nothing, spends nothing more and exits 0."""
+        finished_catalog(tmp_path, capsys)
+        spent_on_mini = self.run_json(load(tmp_path, CATALOG, spec=MINI), capsys)["spent_usd"]
+        summary = self.run_json(switch(tmp_path, keep=True), capsys)
+        assert summary["exit_code"] == 0
+        assert summary["rows"] == {
+            "total": 4,
+            "rejected": 0,
+            "succeeded": 4,
+            "failed": 0,
+            "pending": 0,
+            "in_doubt": 0,
+        }
+        assert (summary["images"], summary["spent_usd"]) == (4, spent_on_mini)
+
+    def test_without_the_flag_every_row_is_generated_on_the_new_model(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The default: four new images on openai:gpt-image@2, and the spend grows."""
+        finished_catalog(tmp_path, capsys)
+        spent_on_mini = self.run_json(load(tmp_path, CATALOG, spec=MINI), capsys)["spent_usd"]
+        summary = self.run_json(switch(tmp_path), capsys)
+        assert summary["exit_code"] == 0
+        assert summary["images"] == 8  # 4 on each model
+        assert isinstance(spent_on_mini, float) and isinstance(summary["spent_usd"], float)
+        assert summary["spent_usd"] > spent_on_mini

@@ -260,6 +260,7 @@ class TestModelRefusals:
             (404, None, None, INFER, ModelRefusedError),  # any 404 to imageInference
             (404, "notFound", None, INFER, ModelRefusedError),
             (404, "taskNotFound", None, INFER, ModelRefusedError),
+            (404, "imageNotFound", "inputs.referenceImages", INFER, PermanentProviderError),  # a reference's
             (503, "modelUnavailable", "model", INFER, ModelUnavailableError),
             (503, "modelUnavailable", None, None, ModelUnavailableError),
             (503, "modelNotReady", None, INFER, ModelUnavailableError),
