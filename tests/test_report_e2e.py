@@ -32,6 +32,7 @@ def _job(folder: Path, url: str, rows: int) -> Path:
     job.write_text(
         'name = "report-e2e"\nmanifest = "prompts.csv"\noutput_dir = "out"\n'
         f'[provider]\nprofile = "sandbox"\nendpoint = "{url}"\n'
+        '[defaults]\nmodel = "openai:1@2"\n'  # list-priced per image: the estimate is the bill
         "[limits]\nconcurrency = 6\nmax_attempts = 10\nrequest_timeout_s = 5\n"
         "[output]\ndownload = true\n"
     )
