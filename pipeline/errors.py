@@ -9,6 +9,8 @@ CLI maps it to. Foreign exceptions (httpx, polars, pyarrow, pydantic) are transl
     │   ├── ConfigError                    a job spec or profile is wrong (file, key, reason)
     │   └── ManifestError                  a manifest or reference-sets file cannot be read
     ├── LockHeldError                  exit 4: another run of the job holds the lock
+    ├── StoreError                     the job's state database cannot be read or written
+    │   └── SchemaError                    written by a newer version, or an upgrade is missing
     ├── LimitReachedError              exit 3: budget or max runtime stopped dispatching
     └── ProviderError                  an answer (or lack of one) from the image provider
         ├── TransientProviderError  (TransientError)   429, 5xx, timeouts, dropped connections
@@ -75,6 +77,14 @@ class LockHeldError(PipelineError):
     """Another run of the same job is in progress."""
 
     exit_code = 4
+
+
+class StoreError(PipelineError):
+    """The job's state database cannot be read or written (the message names the file and the reason)."""
+
+
+class SchemaError(StoreError):
+    """The state database cannot be used by this version (too new, or an upgrade is missing)."""
 
 
 class LimitReachedError(PipelineError):

@@ -1,0 +1,129 @@
+"""The row-state rule, the attempt rule and the cost rule, as plain functions over plain data.
+
+    row = RowFacts()                       # a row the state has never seen: pending, no attempt
+    on_submitted(row, handle)              # in_doubt (unless it already succeeded)
+    answered, first = on_succeeded(row, images=2)
+    on_failed(row, retryable=True)         # pending; retryable=False: failed for good
+
+Row state for (id, fingerprint): succeeded if any succeeded event; else in_doubt if the last task event is
+submitted; else failed if the last failed event has retryable=false; else pending. ``handle`` is whatever
+the caller keeps of the unanswered ``submitted`` event (the event itself in a fold, its sequence number in
+the store), so the fold over events and the store apply the very same transitions.
+
+It mirrors ``pipeline.ledger_state`` line for line (tests prove they agree); that module's handlers are
+meant to call these functions so the rule lives here only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Final, Generic, TypeVar
+from urllib.parse import urlsplit
+
+from pipeline.events import SucceededEvent
+
+__all__ = [
+    "FAILED",
+    "IN_DOUBT",
+    "PENDING",
+    "ROW_STATES",
+    "SUCCEEDED",
+    "RowFacts",
+    "event_cost",
+    "format_extension",
+    "highest_attempt",
+    "image_extension",
+    "money",
+    "on_failed",
+    "on_submitted",
+    "on_succeeded",
+]
+
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+IN_DOUBT: Final = "in_doubt"
+PENDING: Final = "pending"
+ROW_STATES: Final = (SUCCEEDED, FAILED, PENDING, IN_DOUBT)
+
+H = TypeVar("H")
+
+
+@dataclass(slots=True)
+class RowFacts(Generic[H]):
+    """What the rule knows of one (id, fingerprint)."""
+
+    state: str = PENDING
+    attempts: int = 0  # submitted events of this row
+    images: int = 0  # images of its first success
+    submit: H | None = None  # the last submitted, until its task is answered
+
+
+def on_submitted(row: RowFacts[H], submit: H) -> None:
+    """A task of the row was sent: in doubt until answered (a succeeded row stays succeeded)."""
+    row.attempts += 1
+    row.submit = submit
+    if row.state != SUCCEEDED:
+        row.state = IN_DOUBT
+
+
+def on_succeeded(row: RowFacts[H], images: int) -> tuple[H | None, bool]:
+    """The provider returned images: ``(the submit it answered, whether it is the row's first success)``.
+
+    A second success is a duplicate payment: counted in spend, never in images or downloads.
+    """
+    submit, row.submit = row.submit, None
+    if row.state == SUCCEEDED:
+        return submit, False
+    row.state = SUCCEEDED
+    row.images = images
+    return submit, True
+
+
+def on_failed(row: RowFacts[H], retryable: bool) -> H | None:
+    """The attempt failed: pending (retry later) or failed for good; a succeeded row stays succeeded."""
+    submit, row.submit = row.submit, None
+    if row.state != SUCCEEDED:
+        row.state = PENDING if retryable else FAILED
+    return submit
+
+
+def highest_attempt(current: int, attempt: int) -> int:
+    """The fingerprint's highest attempt after one more ``submitted`` (the next is this + 1)."""
+    return attempt if attempt > current else current
+
+
+def money(value: float | int | str | Decimal | None) -> Decimal:
+    """Exact Decimal of a ledger money field (``Decimal(str(x))``; None is 0)."""
+    return Decimal(0) if value is None else Decimal(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _money(value: float | None) -> Decimal:
+    """``money`` memoised: a job bills the same few prices over and over."""
+    return money(value)
+
+
+def event_cost(ev: SucceededEvent) -> Decimal:
+    """Exact sum of the images' costs (a float total may carry rounding); the total if none has one."""
+    costs = [image.cost_usd for image in ev.images if image.cost_usd is not None]
+    if not costs:
+        return _money(ev.cost_usd)
+    if len(costs) == 1:
+        return _money(costs[0])
+    return sum(map(_money, costs), Decimal(0))
+
+
+def image_extension(output_format: object, url: str) -> str:
+    """File extension of a generated image: from the request's output format, else from its URL."""
+    if isinstance(output_format, str) and output_format:
+        return format_extension(output_format)
+    suffix = urlsplit(url).path.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return suffix if suffix.isalnum() and 0 < len(suffix) <= 5 else "bin"
+
+
+@lru_cache(maxsize=64)
+def format_extension(output_format: str) -> str:
+    """``"jpg"`` for JPG/JPEG, else the format in lower case."""
+    return "jpg" if output_format.upper() in ("JPG", "JPEG") else output_format.lower()
