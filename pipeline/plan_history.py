@@ -1,25 +1,41 @@
 """Why rows are "changed", and which of them an earlier model already generated (for ``pipeline plan``).
 
-    history = read_submitted(ledger, changed["_id"], options)    # the requests sent for those ids
+    history = history_frame(store.last_submitted(ids), options)  # the requests sent for those ids
     earlier_model_ids(changed, history, succeeded, options)      # ids generated before on another model
     changes = compare(changed, history, options)                  # {"model": 1000, "prompt": 12, ...}
 
 ``changed`` holds the compact rows of the planner (``_id``, the request columns, ``_prompt_h`` and
-``_refs_h``: hashes of the prompt and of the reference list, ``_refkeys``); ``history`` is what
-``pipeline.ledger.read_submitted`` gives. Everything is joins and column expressions: no per-row Python
-besides sha256 of the earlier-model candidates that have reference images.
+``_refs_h``: hashes of the prompt and of the reference list, ``_refkeys``); ``history`` holds the last
+request sent for each (id, fingerprint) of those ids, oldest first (``history_frame``). Everything is
+joins and column expressions: no per-row Python besides building the history frame and sha256 of the
+earlier-model candidates that have reference images.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
+from pipeline.events import SubmittedEvent
 from pipeline.fingerprint import REF_SEP, fingerprint_text_expr, hash_texts
 
-__all__ = ["Changes", "compare", "earlier_model_ids", "prompt_hash", "refs_hash"]
+__all__ = ["Changes", "compare", "earlier_model_ids", "history_frame", "prompt_hash", "refs_hash"]
+
+_REQUEST: dict[str, Any] = {
+    "model": pl.String,
+    "prompt": pl.String,
+    "width": pl.Int64,
+    "height": pl.Int64,
+    "quality": pl.String,
+    "background": pl.String,
+    "output_format": pl.String,
+    "number_results": pl.Int64,
+    "reference_images": pl.List(pl.String),
+}
 
 _WAS = "_was"
 REFERENCE_CONTENT = "reference content"
@@ -43,6 +59,27 @@ class Changes:
     models: list[tuple[str, str, int]] = field(default_factory=list)  # (from, to, rows), most first
 
 
+def history_frame(sent: Sequence[SubmittedEvent], options: Sequence[str]) -> pl.DataFrame:
+    """``id, fingerprint``, the request fields and one text column per name in ``options`` (null when the
+    request did not set it) of each ``submitted`` event of ``sent``, in order."""
+    schema = {"id": pl.String, "fingerprint": pl.String, **_REQUEST, **dict.fromkeys(options, pl.String)}
+    rows = [_history_row(event, options) for event in sent]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _history_row(event: SubmittedEvent, options: Sequence[str]) -> tuple[Any, ...]:
+    request = event.request
+    values = request.get("options") or {}
+    chosen = [_text(values.get(name)) if isinstance(values, dict) else None for name in options]
+    refs = request.get("reference_images") or []
+    fields = [request.get(name) for name in _REQUEST if name != "reference_images"]
+    return (event.id, event.fingerprint, *fields, [str(r) for r in refs], *chosen)
+
+
+def _text(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value)
+
+
 def earlier_model_ids(
     changed: pl.DataFrame, history: pl.DataFrame, succeeded: pl.DataFrame, options: Sequence[str]
 ) -> pl.Series:
@@ -50,7 +87,7 @@ def earlier_model_ids(
     references, by content: an earlier success's fingerprint, recomputed with this row's reference keys,
     must be its own (``LedgerState.generated_by_earlier_model`` decides the same in a run).
 
-    ``succeeded``: ``id, fingerprint`` of the ledger's succeeded rows.
+    ``succeeded``: ``id, fingerprint`` of the state's succeeded rows (of these ids at least).
     """
     done = history.join(succeeded, on=["id", "fingerprint"], how="semi")
     done = done.unique(["id", "fingerprint"], keep="last")
@@ -99,7 +136,7 @@ def compare(changed: pl.DataFrame, history: pl.DataFrame, options: Sequence[str]
         return Changes()
     last = history.unique("id", keep="last", maintain_order=True)
     was = last.rename({name: name + _WAS for name in last.columns if name != "id"})
-    # A request the ledger did not record (none written by hand or by a foreign tool) explains nothing.
+    # A request the state did not record (none written by hand or by a foreign tool) explains nothing.
     pairs = changed.join(was.filter(pl.col("model" + _WAS).is_not_null()), left_on="_id", right_on="id")
     exprs = _field_exprs(changed.columns, options)
     flags = pairs.select(**exprs)

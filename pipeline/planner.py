@@ -1,21 +1,26 @@
 """`pipeline plan`: what a run would do, and what it would cost, without sending a request.
 
-    plan = build_plan(spec, today=dt.date(2026, 11, 23))   # reads manifest + ledger, writes rejects
+    plan = build_plan(spec, today=dt.date(2026, 11, 23))   # reads manifest + state, writes rejects
     plan.rows.new, plan.estimate_usd, plan.warnings
     plan.models          # lifecycle of each model in use; a retiring one's rows priced on its replacement
     plan.changes.fields  # why rows are "changed": {"model": 1000, "prompt": 12}
 
-Rows are classified against the ledger's row states with polars joins: ``done`` when their (id,
-fingerprint) succeeded, ``changed`` when the id has history under another fingerprint, ``new`` otherwise
-(``failed`` and ``in_doubt`` count the new rows the ledger has seen fail or left in doubt). A changed row
-that an earlier model already generated (same prompt and references) is done when the job says
-``[resume] keep_earlier_models = true``. Costs are in ``plan_costs``, the changed rows' history in
-``plan_history``, formatting in ``plan_format``.
+The job's state is read once, in one sequential scan of its rows table (``id, fingerprint, state``;
+never its events), and each manifest batch is classified against it with polars joins: ``done`` when
+their (id, fingerprint) succeeded, ``changed`` when the id has history under another fingerprint, ``new``
+otherwise (``failed`` and ``in_doubt`` count the new rows the state has seen fail or left in doubt). Only
+the rows to send are kept. A changed row that an earlier model already generated (same prompt and
+references) is done when the job says ``[resume] keep_earlier_models = true``. The plan never writes the
+job's state: it imports a 0.1 ledger once, and records the manifest's summary beside the state for
+``pipeline status`` (a cache). Costs are in ``plan_costs``, the changed rows' history (their last
+requests, from the store) in ``plan_history``, formatting in ``plan_format``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -23,14 +28,24 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.errors import StoreError
 from pipeline.jobspec import JobSpec, Limits
-from pipeline.ledger import LEDGER_NAME, SUCCEEDED, load_state, read_row_states, read_submitted
 from pipeline.manifest import Reject, open_manifest
 from pipeline.plan_costs import CostLine, ModelLine, cost_lines, model_lines, price_groups, total_usd
-from pipeline.plan_history import Changes, compare, earlier_model_ids, prompt_hash, refs_hash
+from pipeline.plan_history import (
+    Changes,
+    compare,
+    earlier_model_ids,
+    history_frame,
+    prompt_hash,
+    refs_hash,
+)
 from pipeline.profiles import load_model_profile, option_names
 from pipeline.results import REJECTS_COLUMNS, REJECTS_NAME, write_frame
 from pipeline.rows import LEGACY_OPTIONS
+from pipeline.state import STATE_NAME, Store
+from pipeline.state.rule import SUCCEEDED
+from pipeline.status import read_state, record_manifest, state_frame
 
 __all__ = [
     "CostLine",
@@ -40,12 +55,12 @@ __all__ = [
     "build_plan",
     "classify",
     "cost_lines",
-    "ledger_spend",
     "time_estimate_s",
 ]
 
 _SEND = ("new", "changed")
 _REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
+_STATES = pl.Schema({"id": pl.String, "fingerprint": pl.String, "state": pl.String})
 _DERIVED = ("_nrefs", "_prompt_h", "_refs_h", "_refkeys")  # computed by _compact
 _ACCEPTED = pl.Schema(
     {
@@ -97,7 +112,7 @@ class EarlierModel:
 class Plan:
     job: str
     manifest: Path
-    ledger: Path | None
+    state: Path | None  # the job's state store (None: the job never ran)
     rows: RowCounts
     cost: list[CostLine]
     time_s: float
@@ -105,7 +120,7 @@ class Plan:
     rejects: list[Reject]
     rejects_path: Path
     concurrency: int = 16
-    spent_usd: Decimal = Decimal(0)  # what the ledger says this job has already cost
+    spent_usd: Decimal = Decimal(0)  # what the state says this job has already cost
     models: list[ModelLine] = field(default_factory=list)
     changes: Changes = field(default_factory=Changes)
     earlier_model: EarlierModel = field(default_factory=EarlierModel)
@@ -120,9 +135,10 @@ class Plan:
 
 
 def classify(accepted: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
-    """Adds ``status`` (new/changed/done) and ``state`` (the ledger's, for this id and fingerprint).
+    """Adds ``status`` (new/changed/done) and ``state`` (the store's, for this id and fingerprint).
 
-    Two hash joins however large the ledger: on (id, fingerprint) for the state, on id for history.
+    ``states``: ``id, fingerprint, state`` of every fingerprint the store has seen for the ids of
+    ``accepted`` (or more). Two hash joins: on (id, fingerprint) for the state, on id for history.
     """
     keyed = states.select(_id="id", _fp="fingerprint", state="state")
     seen = states.select(_id="id").unique().with_columns(_seen=pl.lit(True))
@@ -151,20 +167,6 @@ def time_estimate_s(groups: pl.DataFrame, limits: Limits) -> float:
     if limits.images_per_minute:
         seconds = max(seconds, images * 60 / limits.images_per_minute)
     return seconds
-
-
-def ledger_spend(path: Path) -> Decimal:
-    """The job's spend so far: the provider's costs on the ledger's ``succeeded`` lines, summed exactly."""
-    if not path.exists() or path.stat().st_size == 0:
-        return Decimal(0)
-    schema = {"event": pl.String, "cost_usd": pl.Float64}
-    try:
-        costs = pl.scan_ndjson(path, schema=schema).filter(pl.col("event") == "succeeded")
-        # Costs are decimal numbers of at most a few places: rounding to 9 then Decimal is exact.
-        total = costs.select(pl.col("cost_usd").round(9).cast(pl.Decimal(38, 9)).sum()).collect().item()
-    except pl.exceptions.PolarsError:  # a torn last line: the ledger's own reader copes with it
-        return load_state(path).spent_usd
-    return Decimal(0) if total is None else Decimal(total).normalize()
 
 
 def plan_warnings(
@@ -200,96 +202,144 @@ def _compact(good: pl.DataFrame) -> pl.DataFrame:
     return good.select(exprs).cast(_ACCEPTED)
 
 
-class _Tally:
-    """Folds validated manifest batches into compact accepted rows and rejects, then classifies once."""
+def _states(states: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:
+    """The rows of ``states`` (``id, fingerprint, state``) of ``ids``: what a manifest batch is classified
+    against."""
+    if states.is_empty() or ids.is_empty():
+        return states.clear()
+    return states.filter(pl.col("id").is_in(ids.implode()))
 
-    def __init__(self) -> None:
+
+class _Tally:
+    """Classifies validated manifest batches against the store; keeps counts and the rows to send."""
+
+    def __init__(self, states: pl.DataFrame) -> None:
+        self.states = states  # every row the store has seen (one scan of its rows table)
         self.total = 0
-        self.accepted: list[pl.DataFrame] = []
+        self.counts: Counter[tuple[str, str | None]] = Counter()
+        self.seen: Counter[str] = Counter()  # accepted rows the store knows, by state (for status)
+        self.models: set[str] = set()
+        self.send: list[pl.DataFrame] = []
+        self.succeeded: list[pl.DataFrame] = []  # of the changed ids: their succeeded fingerprints
         self.reject_frames: list[pl.DataFrame] = []
+        self.store_counts: dict[str, int] = {}  # the store's counts in the same snapshot
 
     def add(self, frame: pl.DataFrame) -> None:
         self.total += frame.height
         bad = frame.filter(pl.col("_reason").is_not_null())
         if bad.height:
             self.reject_frames.append(bad.select(row_number="_row", id="_id", reason="_reason"))
-        self.accepted.append(_compact(frame.filter(pl.col("_reason").is_null())))
+        accepted = _compact(frame.filter(pl.col("_reason").is_null()))
+        states = _states(self.states, accepted["_id"])
+        classified = classify(accepted, states)
+        for status, state, count in classified.group_by("status", "state").len().iter_rows():
+            self.counts[(status, state)] += count
+            if state is not None:
+                self.seen[state] += count
+        self.models.update(classified["model"].drop_nulls().unique().to_list())
+        send = classified.filter(pl.col("status").is_in(_SEND))
+        self.send.append(send)
+        changed = send.filter(pl.col("status") == "changed")["_id"]
+        if changed.len():
+            ok = states.filter(pl.col("state") == SUCCEEDED, pl.col("id").is_in(changed.implode()))
+            self.succeeded.append(ok.select("id", "fingerprint"))
 
     def rejects(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema=_REJECTS_SCHEMA)
         return pl.concat([empty, *(f.cast(_REJECTS_SCHEMA) for f in self.reject_frames)])
 
-    def classified(self, states: pl.DataFrame) -> pl.DataFrame:
-        empty = _compact(pl.DataFrame(schema={**_ACCEPTED, "prompt": pl.String}))
-        accepted = pl.concat([empty, *self.accepted], rechunk=False)
-        self.accepted.clear()
-        return classify(accepted, states)
+    def to_send(self) -> pl.DataFrame:
+        empty = classify(
+            _compact(pl.DataFrame(schema={**_ACCEPTED, "prompt": pl.String})), self.states.clear()
+        )
+        return pl.concat([empty, *self.send], how="diagonal_relaxed")
 
-
-def _counts(classified: pl.DataFrame, total: int, rejected: int) -> RowCounts:
-    counts = RowCounts(total=total, rejected=rejected)
-    for status, state, count in classified.group_by("status", "state").len().iter_rows():
-        setattr(counts, status, getattr(counts, status) + count)
-        if status == "new" and state in ("failed", "in_doubt"):
-            setattr(counts, state, getattr(counts, state) + count)
-    return counts
+    def row_counts(self, rejected: int) -> RowCounts:
+        counts = RowCounts(total=self.total, rejected=rejected)
+        for (status, state), count in self.counts.items():
+            setattr(counts, status, getattr(counts, status) + count)
+            if status == "new" and state in ("failed", "in_doubt"):
+                setattr(counts, state, getattr(counts, state) + count)
+        return counts
 
 
 def _history(
-    classified: pl.DataFrame, states: pl.DataFrame, ledger: Path, keep: bool
+    store: Store | None, send: pl.DataFrame, succeeded: pl.DataFrame, keep: bool
 ) -> tuple[pl.DataFrame, Changes, EarlierModel]:
     """Changed rows an earlier model generated (done when ``keep``), and why the others changed."""
-    changed = classified.filter(pl.col("status") == "changed")
-    if changed.height == 0:
-        return classified, Changes(), EarlierModel()
-    history = read_submitted(ledger, changed["_id"], _options())
-    succeeded = states.filter(pl.col("state") == SUCCEEDED).select("id", "fingerprint")
+    changed = send.filter(pl.col("status") == "changed")
+    if changed.height == 0 or store is None:
+        return send, Changes(), EarlierModel()
+    history = history_frame(store.last_submitted(changed["_id"].to_list()), _options())
     earlier = earlier_model_ids(changed, history, succeeded, _options())
     is_earlier = (pl.col("status") == "changed") & pl.col("_id").is_in(earlier.implode())
-    found = EarlierModel(int(earlier.len()), total_usd(price_groups(classified.filter(is_earlier))), keep)
+    found = EarlierModel(int(earlier.len()), total_usd(price_groups(send.filter(is_earlier))), keep)
     if keep:
-        classified = classified.with_columns(
-            status=pl.when(is_earlier).then(pl.lit("done")).otherwise("status"),
-            state=pl.when(is_earlier).then(pl.lit("earlier_model")).otherwise("state"),
-        )
+        send = send.filter(~is_earlier)
         changed = changed.filter(~pl.col("_id").is_in(earlier.implode()))
-    return classified, compare(changed, history, _options()), found
+    return send, compare(changed, history, _options()), found
+
+
+def _record_summary(store: Store | None, spec: JobSpec, tally: _Tally, rejected: int) -> None:
+    """For ``pipeline status``: a cache beside the state, never job state (a failure is no error)."""
+    if store is None:
+        return
+    with suppress(StoreError):
+        record_manifest(
+            store, spec, total=tally.total, rejected=rejected, seen=tally.seen, counts=tally.store_counts
+        )
 
 
 def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown_rejects: int = 10) -> Plan:
-    """Validate the manifest, classify its rows against the ledger and estimate the run (no request)."""
-    ledger = spec.out_dir / LEDGER_NAME
-    tally = _Tally()
-    with open_manifest(spec, batch_size) as manifest:
-        states = read_row_states(ledger)
-        for frame in manifest.frames(batch_size, fingerprint_ids=states["id"].unique()):
+    """Validate the manifest, classify its rows against the state and estimate the run (no request)."""
+    store = read_state(spec.out_dir)
+    try:
+        return _build(spec, store, today, batch_size, shown_rejects)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _build(spec: JobSpec, store: Store | None, today: dt.date, batch_size: int, shown_rejects: int) -> Plan:
+    with open_manifest(spec, batch_size) as manifest, store.snapshot() if store else nullcontext():
+        tally = _Tally(state_frame(store) if store is not None else pl.DataFrame(schema=_STATES))
+        # Fingerprints only for ids the state has seen: sha256 is the costliest step of a big manifest.
+        ids = tally.states["id"].unique()
+        for frame in manifest.frames(batch_size, fingerprint_ids=ids):
             tally.add(frame)
+        tally.store_counts = store.counts() if store else {}
+        spent = store.spent_usd() if store else Decimal(0)
+        succeeded = pl.concat(
+            [pl.DataFrame(schema={"id": pl.String, "fingerprint": pl.String}), *tally.succeeded]
+        )
+        keep = spec.resume.keep_earlier_models
+        send, changes, earlier = _history(store, tally.to_send(), succeeded, keep)
     rejects = tally.rejects()
-    keep = spec.resume.keep_earlier_models
-    classified, changes, earlier = _history(tally.classified(states), states, ledger, keep)
-    counts = _counts(classified, tally.total, rejects.height)
-    counts.done_earlier_model = earlier.rows if keep else 0
-    groups = price_groups(classified.filter(pl.col("status").is_in(_SEND)))
-    models = set(classified["model"].unique().to_list())
+    _record_summary(store, spec, tally, rejects.height)
+    counts = tally.row_counts(rejects.height)
+    if keep:
+        counts.changed -= earlier.rows
+        counts.done += earlier.rows
+        counts.done_earlier_model = earlier.rows
+    groups = price_groups(send)
     rejects_path = write_frame(
         rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), spec.output.formats
     )
     cost = cost_lines(groups)
     estimate = sum((line.usd for line in cost), Decimal(0))
-    spent = ledger_spend(ledger)
     return Plan(
         job=spec.name,
         manifest=spec.manifest,
-        ledger=ledger if ledger.exists() else None,
+        state=spec.out_dir / STATE_NAME if store is not None else None,
         rows=counts,
         cost=cost,
         time_s=time_estimate_s(groups, spec.limits),
-        warnings=plan_warnings(spec, models, estimate, today, spent),
+        warnings=plan_warnings(spec, tally.models, estimate, today, spent),
         rejects=[Reject(*row) for row in rejects.head(shown_rejects).iter_rows()],
         rejects_path=rejects_path,
         concurrency=spec.limits.concurrency,
         spent_usd=spent,
-        models=model_lines(groups, models, today),
+        models=model_lines(groups, tally.models, today),
         changes=changes,
         earlier_model=earlier,
     )

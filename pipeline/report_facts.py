@@ -1,8 +1,8 @@
-"""Which files and which rows a cost report covers: results tables, their ledgers and rejects, as facts.
+"""Which files and which rows a cost report covers: results tables, their job's state and rejects, as facts.
 
     sources = resolve_sources(["jobs/demo.toml", "output/*/results.parquet"])
     facts = load_facts(sources, by=["day", "category"], since=parse_when("2026-11-01"))
-    facts.frame   # lazy: one row per image, failed row, ledger-only charge and reject ("kind")
+    facts.frame   # lazy: one row per image, failed row, charge only the state knows, reject ("kind")
 
 Money columns are integer nano-dollars (``cost_nano``, ``estimate_nano``); ``pipeline.report`` sums them.
 """
@@ -18,12 +18,15 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import UsageError
-from pipeline.report_ledger import ledger_charges, nano, submitted_requests, usd
+from pipeline.ledger import LEDGER_NAME
+from pipeline.report_ledger import REQUEST_COLUMNS, nano, state_charges, usd
+from pipeline.results import shown_seq
+from pipeline.state import STATE_NAME
+from pipeline.status import read_state
 
 __all__ = ["DERIVED_KEYS", "DETAIL", "Facts", "Source", "load_facts", "parse_when", "resolve_sources"]
 
 RESULTS_NAME = "results.parquet"
-LEDGER_NAME = "ledger.jsonl"
 REJECTS_NAME = "rejects.parquet"
 DERIVED_KEYS = ("day", "week", "month", "run", "model", "quality", "size")
 _REQUIRED = ("id", "status", "cost_usd")
@@ -60,7 +63,7 @@ class Source:
     """One results table and what lies beside it."""
 
     results: Path
-    ledger: Path | None
+    state: Path | None  # the job's state store, or the 0.1 ledger it is imported from on first use
     rejects: Path | None
 
 
@@ -72,6 +75,10 @@ def _results_for(path: Path) -> Path:
 
         return load_job_spec(path).out_dir / RESULTS_NAME
     return path
+
+
+def _state_files(folder: Path) -> tuple[Path, Path]:
+    return folder / STATE_NAME, folder / LEDGER_NAME
 
 
 def _expand(pattern: str) -> list[Path]:
@@ -95,10 +102,9 @@ def resolve_sources(paths: Sequence[str]) -> list[Source]:
                 raise UsageError(
                     f"{results}: no results table (has the job run? `pipeline results JOB.toml`)"
                 )
-            ledger, rejects = results.parent / LEDGER_NAME, results.parent / REJECTS_NAME
-            source = Source(
-                results, ledger if ledger.is_file() else None, rejects if rejects.is_file() else None
-            )
+            state = next((p for p in _state_files(results.parent) if p.is_file()), None)
+            rejects = results.parent / REJECTS_NAME
+            source = Source(results, state, rejects if rejects.is_file() else None)
             # one table per output dir: results.csv is a copy of results.parquet, never counted twice
             kept = found.get(results.parent)
             if kept is None or (kept.results.suffix == ".csv" and results.suffix == ".parquet"):
@@ -182,10 +188,18 @@ def _table_facts(scan: pl.LazyFrame, schema: pl.Schema, extra: Sequence[str]) ->
 
 
 def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | None, list[str]]:
-    """The ledger's charges the table lacks, with the attributes of their row (from the table or ledger)."""
-    assert source.ledger is not None
-    keys = table.select("id", "fingerprint", "status", "task_uuid").collect()
-    charges = ledger_charges(source.ledger, keys)
+    """The state's charges the table lacks, with the attributes of their row (from the table or the
+    request the state recorded)."""
+    store = read_state(source.results.parent)
+    if store is None:
+        return None, []
+    with store:
+        header = store.header()
+        shown = None
+        if source.results.suffix == ".parquet" and header is not None:
+            shown = shown_seq(source.results, header.namespace)
+        keys = table.select("id", "fingerprint", "status", "task_uuid").collect()
+        charges = state_charges(store, keys, shown)
     if charges.is_empty():
         return None, []
     attrs = (
@@ -200,18 +214,16 @@ def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | N
         )
     )
     frame = charges.lazy().join(attrs, on=["id", "fingerprint"], how="left")
+    have = frame.collect_schema()
+    frame = frame.with_columns(
+        pl.coalesce(pl.col(c), pl.col(f"{c}_state")).alias(c) for c in REQUEST_COLUMNS if c in have
+    ).drop(f"{c}_state" for c in REQUEST_COLUMNS)
     notes = []
     unlisted = charges.filter(pl.col("kind") == "unlisted")
     if not unlisted.is_empty():
-        requests = submitted_requests(source.ledger, unlisted["task_uuid"]).lazy()
-        have = frame.collect_schema()
-        fill = [c for c in requests.collect_schema() if c != "task_uuid" and c in have]
-        frame = frame.join(requests, on="task_uuid", how="left", suffix="_ledger").with_columns(
-            pl.coalesce(pl.col(c), pl.col(f"{c}_ledger")).alias(c) for c in fill
-        )
         spent = usd(int(unlisted["cost_nano"].sum()))
         notes.append(
-            f"{source.ledger}: {len(unlisted)} charged task(s) (${spent}) are not in"
+            f"{source.results.parent / STATE_NAME}: {len(unlisted)} charged task(s) (${spent}) are not in"
             f" {source.results.name} yet; they count in spend (rebuild it with `pipeline results JOB.toml`)"
         )
     return frame, notes
@@ -234,13 +246,13 @@ def _source_facts(
     schema = _schema(source.results, scan)
     table = _table_facts(scan, schema, extra)
     frames, notes = [table], []
-    if source.ledger is not None:
+    if source.state is not None:
         charged, more = _charge_facts(source, table)
         frames += [charged] if charged is not None else []
         notes += more
     else:
         notes.append(
-            f"{source.results.parent}: no ledger beside the results table; wasted spend counts only"
+            f"{source.results.parent}: no job state beside the results table; wasted spend counts only"
             " the charges the table shows"
         )
     job = table.select(pl.col("job").drop_nulls().first()).collect().item()

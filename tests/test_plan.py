@@ -1,4 +1,7 @@
-"""`pipeline plan`: counts against the ledger, cost and time estimates, warnings, rejects; sends nothing."""
+"""`pipeline plan`: counts against the job's state, cost and time estimates, warnings, rejects; sends nothing.
+
+States here come from 0.1 ledgers (``write_ledger``): the plan imports them into the store on first use.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +73,7 @@ class TestExamples:
         assert summary["time_estimate_s"] > 0
         assert isinstance(summary["warnings"], list)
         assert not (jobs.parent / "output" / "demo" / "ledger.jsonl").exists()
+        assert not (jobs.parent / "output" / "demo" / "state.db").exists()
 
     def test_demo_plan_text(self, jobs: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """The human plan shows the counts, the cost table with its total and the time estimate."""
@@ -107,7 +111,7 @@ class TestExamples:
         assert pl.read_parquet(spec.out_dir / "rejects.parquet").height == 0
 
 
-class TestLedger:
+class TestState:
     def test_rows_are_new_changed_or_done_by_id_and_fingerprint(self, tmp_path: Path) -> None:
         """done: same (id, fingerprint) succeeded; changed: id seen under another fingerprint; else new."""
         csv = "id,prompt\na,p1\nb,p2 edited\nc,p3\nd,p4\ne,p5\n"
@@ -127,13 +131,15 @@ class TestLedger:
         counts = plan.rows
         assert (counts.total, counts.done, counts.changed, counts.new) == (5, 1, 1, 3)
         assert (counts.failed, counts.in_doubt) == (1, 1)
-        assert plan.ledger == tmp_path / "out" / "ledger.jsonl"
+        assert plan.state == tmp_path / "out" / "state.db"
         assert plan.estimate_usd == Decimal("0.011") * 4  # new + changed rows only
         assert plan.spent_usd == Decimal("0.033")  # a, the old b and a row no longer in the manifest
 
-    def test_no_ledger_means_everything_is_new(self, tmp_path: Path) -> None:
+    def test_no_state_means_everything_is_new(self, tmp_path: Path) -> None:
+        """A job that never ran: every row is new, and planning creates no state."""
         plan = build_plan(load(tmp_path, "id,prompt\na,p\nb,q\n"), TODAY)
-        assert (plan.rows.new, plan.rows.done, plan.ledger) == (2, 0, None)
+        assert (plan.rows.new, plan.rows.done, plan.state) == (2, 0, None)
+        assert not (tmp_path / "out" / "state.db").exists()
 
     def test_after_a_run_everything_is_done_and_an_edit_is_changed(
         self, jobs: Path, capsys: pytest.CaptureFixture[str]
@@ -237,7 +243,7 @@ class TestEstimates:
         ]
 
     def test_spend_so_far_counts_against_the_budget(self, tmp_path: Path) -> None:
-        """budget_usd is for the whole job: what the ledger already spent is added to the estimate."""
+        """budget_usd is for the whole job: what the state says was spent is added to the estimate."""
         write_ledger(tmp_path / "out", [submitted("old", "1" * 64), succeeded("old", "1" * 64)])
         spec = load(tmp_path, "id,prompt\na,p\n", spec=MINI + "[limits]\nbudget_usd = 0.02\n")
         plan = build_plan(spec, dt.date(2026, 1, 1))
@@ -248,7 +254,7 @@ class TestEstimates:
         ]
 
     def test_a_torn_last_ledger_line_is_ignored(self, tmp_path: Path) -> None:
-        """A crash mid-write leaves a torn last line: the plan still reads the ledger."""
+        """A 0.1 crash mid-write left a torn last line: the import skips it, the plan reads the rest."""
         ledger = write_ledger(tmp_path / "out", [submitted("a", "1" * 64), succeeded("a", "1" * 64)])
         with ledger.open("a") as f:
             f.write('{"event": "succeeded", "id": "b", "cost_u')

@@ -21,8 +21,11 @@ from test_report_support import (
 )
 
 from pipeline.errors import UsageError
+from pipeline.events import event_from_dict
+from pipeline.ledger import LedgerError
 from pipeline.report import load_facts, parse_when, resolve_sources, spend_over_time, summarize
-from pipeline.report_ledger import LedgerReadError
+from pipeline.results import write_results as write_table
+from pipeline.state import STATE_NAME, Store
 
 
 def report_of(*paths: Path | str, by: tuple[str, ...] = (), **kw: dt.datetime):
@@ -35,7 +38,7 @@ class TestSources:
         results = shop_job(tmp_path / "shop")
         sources = resolve_sources([str(tmp_path / "shop"), str(results), str(tmp_path / "*")])
         assert [s.results for s in sources] == [results.resolve()]
-        assert sources[0].ledger is not None and sources[0].rejects is not None
+        assert sources[0].state is not None and sources[0].rejects is not None
 
     def test_job_spec_points_to_its_output_dir(self, tmp_path: Path) -> None:
         """A job spec is reported from its output_dir."""
@@ -95,18 +98,42 @@ class TestTotals:
         assert total.spend == Decimal("12")
         assert total.images == 1010
 
-    def test_no_ledger_counts_the_table_alone_and_says_so(self, tmp_path: Path) -> None:
-        """Without a ledger, the duplicate charge is unknown; a note says waste comes from the table."""
+    def test_no_state_counts_the_table_alone_and_says_so(self, tmp_path: Path) -> None:
+        """Without the job's state the duplicate charge is unknown; a note says waste is the table's."""
         report = report_of(shop_job(tmp_path / "shop", ledger=False))
         assert report.total.spend == Decimal("0.037")
         assert report.total.wasted == 0
-        assert any("no ledger" in note for note in report.notes)
+        assert any("no job state" in note for note in report.notes)
 
     def test_multi_image_task_counts_one_row(self, tmp_path: Path) -> None:
         """Two images of one row: 2 images, 1 row succeeded."""
         rows = [result_row("a", index=0), result_row("a", index=1)]
         total = report_of(write_results(tmp_path / "j", rows)).total
         assert (total.images, total.rows_succeeded) == (2, 1)
+
+
+class TestStateCharges:
+    def test_a_table_behind_its_state_counts_the_later_charges(self, tmp_path: Path) -> None:
+        """A table written by the pipeline knows which event it shows: a success recorded after it is
+        spend (unlisted, with a note), attributed from its request; written again, it is a line."""
+        out = tmp_path / "j"
+        first = [submitted_event("a", "task-a", at(20)), succeeded_event("a", "task-a", [0.011], at(20))]
+        later = [
+            submitted_event("z", "task-z", at(21), quality="high", width=1536),
+            succeeded_event("z", "task-z", [0.052], at(21)),
+        ]
+        with Store.open(out / STATE_NAME, job="shop", durability="never") as store:
+            store.record_many(event_from_dict(e) for e in first)
+            write_table(out, "shop")
+            assert report_of(out).total.unlisted == 0
+            store.record_many(event_from_dict(e) for e in later)
+        report = report_of(out, by=("quality",))
+        assert (report.total.spend, report.total.unlisted) == (Decimal("0.063"), Decimal("0.052"))
+        assert {g.keys["quality"]: g.stats.spend for g in report.groups}["high"] == Decimal("0.052")
+        assert any("not in results.parquet" in note for note in report.notes)
+        write_table(out, "shop")
+        total = report_of(out).total
+        assert (total.spend, total.unlisted, total.images) == (Decimal("0.063"), 0, 2)
 
 
 class TestLedgerCharges:
@@ -161,7 +188,7 @@ class TestLedgerCharges:
         lines = ledger.read_text().splitlines()
         lines.insert(2, "{not json")
         ledger.write_text("\n".join(lines) + "\n")
-        with pytest.raises(LedgerReadError, match=r"ledger.jsonl: line 3"):
+        with pytest.raises(LedgerError, match=r"ledger.jsonl: line 3"):
             report_of(tmp_path / "shop")
 
     def test_images_without_cost_use_the_event_total(self, tmp_path: Path) -> None:
@@ -264,23 +291,35 @@ class TestChartsData:
 
 class TestLedgerFormats:
     def _compact(self, out: Path, newline: str = "\n", blank: bool = False) -> None:
+        head = {"event": "job", "version": 1, "namespace": "ns", "job": "shop", "at": "2026-11-19T12:00:00Z"}
         events = [
+            head,
             succeeded_event("a", "task-a-s", [0.011], at(20)),
             submitted_event("a", "dup", at(20)),
             succeeded_event("a", "dup", [0.011], at(20)),
         ]
         lines = [json.dumps(e, separators=(",", ":")) for e in events]
         if blank:
-            lines.insert(1, "")
+            lines.insert(2, "")
         (out / "ledger.jsonl").write_text(newline.join(lines) + newline)
 
     @pytest.mark.parametrize(("newline", "blank"), [("\n", False), ("\r\n", False), ("\n", True)])
     def test_compact_crlf_and_blank_lines(self, tmp_path: Path, newline: str, blank: bool) -> None:
-        """The writer's compact JSON, CRLF line ends and a blank line all read the same."""
+        """A 0.1 ledger in compact JSON, with CRLF line ends or a blank line, imports the same."""
         write_results(tmp_path / "j", [result_row("a")])
         self._compact(tmp_path / "j", newline, blank)
         total = report_of(tmp_path / "j").total
         assert (total.spend, total.wasted) == (Decimal("0.022"), Decimal("0.011"))
+
+    def test_the_01_ledger_is_imported_once_and_kept_as_it_was(self, tmp_path: Path) -> None:
+        """The first report imports the ledger into state.db; the ledger's bytes do not change."""
+        shop_job(tmp_path / "shop")
+        ledger = tmp_path / "shop" / "ledger.jsonl"
+        before = ledger.read_bytes()
+        assert report_of(tmp_path / "shop").total.wasted == Decimal("0.015")
+        assert (tmp_path / "shop" / "state.db").exists() and ledger.read_bytes() == before
+        ledger.write_text("")  # the store answers from now on: the ledger is never read again
+        assert report_of(tmp_path / "shop").total.wasted == Decimal("0.015")
 
 
 def test_csv_copy_beside_the_parquet_is_not_counted_twice(tmp_path: Path) -> None:

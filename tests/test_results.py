@@ -1,9 +1,10 @@
-"""The results table: what a user reads after a run, rebuilt from the ledger alone."""
+"""The results table: what a user reads after a run, written from the job's state store."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,27 +14,27 @@ import polars as pl
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.jobspec import load_job_spec
-from pipeline.ledger import (
-    LEDGER_NAME,
+from pipeline.events import (
     DownloadedEvent,
+    Event,
     FailedEvent,
     ImageResult,
-    LedgerWriter,
     RunEvent,
     SubmittedEvent,
     SucceededEvent,
-    load_state,
-    task_uuid_for,
 )
+from pipeline.jobspec import load_job_spec
+from pipeline.ledger import task_uuid_for
 from pipeline.results import (
     RESULTS_COLUMNS,
     rebuild_results,
-    status_summary,
+    remove_stale_temps,
+    table_mark,
     write_atomic,
     write_rejects,
     write_results,
 )
+from pipeline.state import STATE_NAME, Store
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,26 @@ class Reject:
     reason: str
 
 
+class _Writer:
+    """What the tests append through: the job's real state store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def append(self, event: Event) -> None:
+        self.store.record(event)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 class Job:
-    """Writes a realistic ledger for one output dir."""
+    """Records a realistic state for one output dir, in its store (state.db)."""
 
     def __init__(self, out: Path) -> None:
-        self.writer = LedgerWriter(out / LEDGER_NAME, job="catalog", fsync="never")
-        self.ns = self.writer.namespace
+        store = Store.open(out / STATE_NAME, job="catalog", durability="never")
+        self.writer = _Writer(store)
+        self.ns = store.namespace
         self.writer.append(RunEvent(run_id="run1"))
 
     def submit(
@@ -137,7 +152,7 @@ class Job:
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    """An output dir whose ledger has every kind of row."""
+    """An output dir whose state has every kind of row."""
     out = tmp_path / "out"
     job = Job(out)
     t = job.submit("sku-1", n=2, category="shoes", tags=["a", "b"])
@@ -236,7 +251,7 @@ class TestResultsTable:
         assert line["cost_source"] == "estimate" and line["cost_usd"] == pytest.approx(0.02)
         assert line["status"] == "succeeded" and line["status_passthrough"] == "vip"
 
-    def test_job_name_defaults_to_the_ledger_header(self, out: Path) -> None:
+    def test_job_name_defaults_to_the_state_header(self, out: Path) -> None:
         """Rebuilt without a spec, the job column still names the job."""
         assert set(pl.read_parquet(write_results(out, job=None))["job"]) == {"catalog"}
 
@@ -260,10 +275,11 @@ class TestResultsTable:
         assert path == out / "results.parquet" and (out / "results.csv").exists()
         assert read(out).height == 4
 
-    def test_empty_ledger_gives_an_empty_table(self, tmp_path: Path) -> None:
-        """A job with no results yet still has a table with every column."""
+    def test_no_state_gives_an_empty_table(self, tmp_path: Path) -> None:
+        """A job with no results yet still has a table with every column (and no state is created)."""
         frame = pl.read_parquet(write_results(tmp_path / "none", "j"))
         assert frame.height == 0 and frame.columns == list(RESULTS_COLUMNS)
+        assert not (tmp_path / "none" / STATE_NAME).exists()
 
     def test_mixed_passthrough_types_become_text(self, tmp_path: Path) -> None:
         """A passthrough column with mixed types is kept as text rather than failing the write."""
@@ -289,7 +305,7 @@ class TestAtomicWrites:
         with pytest.raises(PipelineError, match="No space left"):
             write_atomic(path, broken)
         assert path.read_bytes() == before
-        assert sorted(p.name for p in out.iterdir()) == ["ledger.jsonl", "results.parquet"]
+        assert sorted(p.name for p in out.iterdir()) == ["results.parquet", STATE_NAME]
 
     def test_readers_never_see_a_partial_table(self, out: Path) -> None:
         """While the table is rewritten again and again, every read gets a whole table."""
@@ -324,32 +340,74 @@ class TestRejects:
         assert pl.read_parquet(tmp_path / "rejects.parquet").height == 0
 
 
-class TestStatus:
-    def test_counts_from_the_ledger(self, out: Path) -> None:
-        """Without the manifest: every row the ledger saw, by state, plus images and money."""
-        summary = status_summary(load_state(out / LEDGER_NAME))
-        assert summary["rows"] == {
-            "total": 5,
-            "rejected": 0,
-            "succeeded": 2,
-            "failed": 1,
-            "pending": 1,
-            "in_doubt": 1,
-        }
-        assert summary["images"] == 3
-        assert summary["spent_usd"] == pytest.approx(0.022)
-        json.dumps(summary)
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort("id", "fingerprint", "result_index", nulls_last=True)
 
-    def test_counts_against_the_manifest(self, out: Path) -> None:
-        """With the manifest's rows: unseen rows are pending and stale fingerprints are not counted."""
-        state = load_state(out / LEDGER_NAME)
-        keys = [("sku-1", "fp-sku-1"), ("sku-2", "fp-sku-2"), ("sku-3", "fp-sku-3-edited"), ("new", "fp-new")]
-        summary = status_summary(state, total=6, rejected=2, keys=keys)
-        assert summary["rows"] == {
-            "total": 6,
-            "rejected": 2,
-            "succeeded": 1,
-            "failed": 1,
-            "pending": 2,
-            "in_doubt": 0,
-        }
+
+class TestIncremental:
+    def test_the_table_says_which_state_it_shows(self, out: Path) -> None:
+        """The table's Parquet metadata names the job's state and the last event it shows."""
+        mark = table_mark(write_results(out))
+        with Store.open(out / STATE_NAME) as store:
+            assert mark["image_pipeline.state_seq"] == str(store.last_seq())
+            assert mark["image_pipeline.namespace"] == store.namespace
+
+    def test_later_events_update_only_their_rows(self, out: Path) -> None:
+        """A retried row that succeeds, a new failure and a download: the table equals a full rebuild."""
+        write_results(out, "catalog")
+        job = Job.__new__(Job)
+        store = Store.open(out / STATE_NAME, durability="never")
+        job.writer, job.ns = _Writer(store), store.namespace
+        t = job.submit("sku-3", attempt=2, category="bags")
+        job.succeed("sku-3", t, (0.02,))
+        t = job.submit("sku-4", attempt=2, category="belts")
+        job.fail("sku-4", t, retryable=False)
+        job.downloaded("sku-1", task_uuid_for(job.ns, "fp-sku-1", 1), 1)
+        job.writer.close()
+        updated = pl.read_parquet(write_results(out, "catalog"))
+        assert set(updated.filter(id="sku-3")["status"]) == {"succeeded"}
+        assert updated.filter(id="sku-4")["error_code"].to_list() == ["invalidPrompt"]
+        assert updated.filter(id="sku-1", result_index=1)["local_path"].to_list() == ["images/sku-1_1.jpg"]
+        copy = out.parent / "full"  # the same state, no table yet: every line built afresh
+        copy.mkdir()
+        (copy / STATE_NAME).write_bytes((out / STATE_NAME).read_bytes())
+        full = pl.read_parquet(write_results(copy, "catalog"))
+        assert _sorted(updated).equals(_sorted(full))
+
+    def test_an_up_to_date_table_is_left_alone(self, out: Path) -> None:
+        """Nothing happened since the last write: the file is not rewritten."""
+        path = write_results(out, "catalog")
+        before = path.stat().st_ino
+        write_results(out, "catalog")
+        assert path.stat().st_ino == before
+
+    def test_a_table_without_mark_is_rebuilt(self, out: Path) -> None:
+        """A table from 0.1 or written by hand (no mark) is replaced by the state's lines."""
+        pl.DataFrame({"id": ["stale"]}).write_parquet(out / "results.parquet")
+        frame = pl.read_parquet(write_results(out, "catalog"))
+        assert "stale" not in frame["id"].to_list() and frame.height == 4
+
+
+class TestFrom01:
+    def test_the_01_table_is_rebuilt_line_for_line(self, tmp_path: Path) -> None:
+        """The real 0.1 job: imported on first use, its table rebuilt with the lines 0.1 wrote."""
+        folder = tmp_path / "v01_job"
+        shutil.copytree(Path(__file__).parent / "data" / "v01_job", folder)
+        out = folder / "out"
+        old = pl.read_parquet(out / "results.parquet")
+        new = pl.read_parquet(write_results(out, "v01-fixture"))
+        assert (out / STATE_NAME).exists()
+        key = ["id", "fingerprint", "result_index"]
+        left, right = old.sort(key), new.select(old.columns).sort(key)
+        assert left.drop("latency_s").equals(right.drop("latency_s"))
+        assert right["latency_s"].round(6).equals(left["latency_s"].round(6))
+
+
+def test_a_killed_write_leaves_nothing_the_next_run_keeps(out: Path) -> None:
+    """Temp files and part folders of a write killed half-way are removed under the job's lock."""
+    (out / ".results.parquet.abc123.tmp").write_bytes(b"PAR1")
+    (out / ".results-parts.xyz").mkdir()
+    (out / ".results-parts.xyz" / "000000.parquet").write_bytes(b"PAR1")
+    removed = remove_stale_temps(out)
+    assert sorted(p.name for p in removed) == [".results-parts.xyz", ".results.parquet.abc123.tmp"]
+    assert sorted(p.name for p in out.iterdir()) == [STATE_NAME]

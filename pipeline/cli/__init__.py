@@ -10,13 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli import models, plan, report, run, sandbox
+from pipeline.cli import events, models, plan, report, run, sandbox, status
 from pipeline.cli._output import log_level, say
 from pipeline.errors import PipelineError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (run, plan, report, models, sandbox)
+_COMMANDS = (run, status, plan, report, events, models, sandbox)
 
 
 def _common_options() -> argparse.ArgumentParser:

@@ -130,6 +130,44 @@ class EventLog:
             self._blocks.popitem(last=False)
         return lines[seq - first]
 
+    def payloads_in_order(self, seqs: Iterable[int]) -> dict[int, str]:
+        """``payloads`` for many seqs at once: each block they fall in is read and decompressed once
+        (what a results table of a million rows needs), whatever the block cache holds."""
+        wanted = sorted(set(seqs))
+        found = self._loose(wanted)
+        block: tuple[int, int, list[str]] | None = None
+        for seq in wanted:
+            if seq in found:
+                continue
+            if block is None or not block[0] <= seq <= block[1]:
+                row = self._conn.execute(self._dialect.sql(_BLOCK_OF), (seq,)).fetchone()
+                if row is None or seq > row[1]:
+                    continue
+                block = (int(row[0]), int(row[1]), _lines(bytes(row[2])))
+            found[seq] = block[2][seq - block[0]]
+        return found
+
+    def _loose(self, wanted: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        query = "SELECT seq, payload FROM events WHERE seq IN ({})"
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found.update(self._conn.execute(self._dialect.sql(query.format(marks)), chunk).fetchall())
+        return found
+
+    def since(self, seq: int) -> Iterator[tuple[int, str]]:
+        """``(seq, line)`` of every event after ``seq``, in order (what changed since then). Call inside a
+        read transaction when another connection may compact meanwhile."""
+        sql = self._dialect.sql
+        for first, data in self._conn.execute(sql(_BLOCKS_AFTER), (seq,)).fetchall():
+            for offset, line in enumerate(_lines(bytes(data))):
+                if first + offset > seq:
+                    yield first + offset, line
+        yield from self._conn.execute(
+            sql("SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq"), (seq,)
+        )
+
     def lines(self) -> Iterator[str]:
         """Every event's JSON line in seq order: blocks first (they hold the oldest), then loose ones.
 
@@ -139,6 +177,12 @@ class EventLog:
             yield from _lines(data)
         for (line,) in self._conn.execute("SELECT payload FROM events ORDER BY seq"):
             yield line
+
+
+_BLOCK_OF: Final = (
+    "SELECT first_seq, last_seq, data FROM event_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1"
+)
+_BLOCKS_AFTER: Final = "SELECT first_seq, data FROM event_blocks WHERE last_seq > ? ORDER BY first_seq"
 
 
 def _consecutive(rows: list[tuple[int, str]]) -> list[tuple[int, str]]:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -33,10 +34,10 @@ from pipeline.state.dialect import SQLITE
 from pipeline.state.durability import Durability, GroupSync, synchronous_pragma
 from pipeline.state.eventlog import EventLog
 from pipeline.state.keys import FINGERPRINT, TASK
-from pipeline.state.rule import IN_DOUBT, ROW_STATES, SUCCEEDED, RowFacts
+from pipeline.state.rule import FAILED, IN_DOUBT, ROW_STATES, SUCCEEDED, RowFacts
 from pipeline.state.schema import COUNTERS, ensure_schema
 
-__all__ = ["STATE_NAME", "RowSummary", "Store", "StoreError"]
+__all__ = ["STATE_NAME", "RowSummary", "Store", "StoreError", "Verdict"]
 
 STATE_NAME: Final = "state.db"
 _IN_CHUNK: Final = 500  # keys per "IN (...)" lookup
@@ -52,6 +53,19 @@ class RowSummary:
     state: str
     attempts: int  # submitted events of this row (``next_attempt`` counts per fingerprint)
     images: int  # images of its first success
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A row with a results line: its verdict event (first success, else the failure for good) and the
+    submitted event it answered (else the row's last one)."""
+
+    id: str
+    fingerprint: str
+    state: str
+    attempts: int
+    verdict_seq: int
+    submit_seq: int | None
 
 
 class Store:
@@ -259,7 +273,7 @@ class Store:
             query = f"SELECT last_submit_seq FROM rows WHERE id IN ({', '.join('?' * len(chunk))})"
             seqs += [s for (s,) in self._conn.execute(_q(query), chunk) if s is not None]
         seqs.sort()
-        lines = self._log.payloads(seqs)
+        lines = self._log.payloads_in_order(seqs)
         return [_submitted(lines[s]) for s in seqs]
 
     def successes_of(self, id: str) -> list[tuple[str, SubmittedEvent]]:
@@ -298,6 +312,85 @@ class Store:
     def events_count(self) -> int:
         """How many events the log holds."""
         return self._next_seq - 1
+
+    # -- reading for plan, status, results and report (one connection, no replay) ----------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed state, however a run writes."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
+    def last_seq(self) -> int:
+        """The seq of the last committed event, read now (0: none)."""
+        return self._log.last_seq()
+
+    def payloads(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The JSON line of each event of ``seqs`` (what the row pointers point at), many at once."""
+        return self._log.payloads_in_order(seqs)
+
+    def events_since(self, seq: int) -> Iterator[tuple[int, str]]:
+        """``(seq, JSON line)`` of every event after ``seq``, in order: what changed since then."""
+        return self._log.since(seq)
+
+    def row_state_pages(self, page: int = 100_000) -> Iterator[list[tuple[str, bytes, str]]]:
+        """Every ``(id, packed fingerprint, state)`` the state has seen, in pages: one sequential scan for
+        bulk readers (``pipeline plan`` over a big manifest); ``keys.FINGERPRINT`` unpacks a fingerprint."""
+        cursor = self._conn.execute("SELECT id, fingerprint, state FROM rows")
+        while batch := cursor.fetchmany(page):
+            yield batch
+
+    def verdicts(
+        self, keys: Sequence[tuple[str, str]] | None = None, page: int = 20_000
+    ) -> Iterator[list[Verdict]]:
+        """Rows with a verdict (succeeded, or failed for good), in pages: every one, or those of ``keys``."""
+        if keys is None:
+            # In log order: a page's events lie in a few neighbouring blocks, each decompressed once.
+            cursor = self._conn.execute(_q(_VERDICTS + " ORDER BY verdict_seq"))
+            while batch := cursor.fetchmany(page):
+                yield [_verdict(row) for row in batch]
+            return
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = {(i, FINGERPRINT.pack(f)) for i, f in keys[start : start + _IN_CHUNK]}
+            ids = list({i for i, _ in chunk})
+            query = f"{_VERDICTS} AND id IN ({', '.join('?' * len(ids))})"
+            rows = [r for r in self._conn.execute(_q(query), ids) if (r[0], bytes(r[1])) in chunk]
+            if rows:
+                yield [_verdict(row) for row in rows]
+
+    def downloads(self, task_uuids: Sequence[str]) -> list[tuple[str, int, int]]:
+        """``(task_uuid, index, seq of its downloaded event)`` of the downloaded images of ``task_uuids``."""
+        found: list[tuple[str, int, int]] = []
+        for start in range(0, len(task_uuids), _IN_CHUNK):
+            chunk = [TASK.pack(t) for t in task_uuids[start : start + _IN_CHUNK]]
+            query = f"{_DOWNLOADS} AND task_uuid IN ({', '.join('?' * len(chunk))})"
+            found += [(TASK.unpack(t), int(i), int(s)) for t, i, s in self._conn.execute(_q(query), chunk)]
+        return found
+
+    def notes(self, prefix: str) -> dict[str, int]:
+        """Small integers kept beside the state under ``prefix`` (caches, such as the manifest summary:
+        not job state, never events)."""
+        found = self._conn.execute(_q("SELECT name, value FROM counters WHERE name LIKE ?"), (prefix + "%",))
+        return {name[len(prefix) :]: int(value) for name, value in found if name.startswith(prefix)}
+
+    def set_notes(self, prefix: str, values: dict[str, int]) -> None:
+        """Replace the notes under ``prefix`` with ``values``, in one short transaction."""
+        conn = self._conn
+        try:
+            conn.execute(_DIALECT.begin_write)
+            try:
+                conn.execute(_q("DELETE FROM counters WHERE name LIKE ?"), (prefix + "%",))
+                rows = [(prefix + name, value) for name, value in values.items()]
+                conn.executemany(_q("INSERT INTO counters (name, value) VALUES (?, ?)"), rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write notes: {exc}") from exc
 
     # -- export and closing ----------------------------------------------------------------------------
 
@@ -374,6 +467,15 @@ _SUCCESSES = f"""SELECT fingerprint, verdict_submit_seq FROM rows WHERE id = ? A
 _PENDING = "SELECT success_seq, ext FROM images WHERE task_uuid = ? AND idx = ? AND download_seq IS NULL"
 _UNDOWNLOADED = """SELECT task_uuid, idx, success_seq, ext FROM images WHERE download_seq IS NULL
     ORDER BY success_seq, idx"""
+_VERDICTS = f"""SELECT id, fingerprint, state, attempts, verdict_seq,
+    COALESCE(verdict_submit_seq, last_submit_seq) FROM rows
+    WHERE state IN ('{SUCCEEDED}', '{FAILED}') AND verdict_seq IS NOT NULL"""
+_DOWNLOADS = "SELECT task_uuid, idx, download_seq FROM images WHERE download_seq IS NOT NULL"
+
+
+def _verdict(row: tuple[str, bytes, str, int, int, int | None]) -> Verdict:
+    id, fp, state, attempts, verdict, submit = row
+    return Verdict(id, FINGERPRINT.unpack(fp), state, int(attempts), int(verdict), submit)
 
 
 def _event(line: str, cls: type[E]) -> E:
