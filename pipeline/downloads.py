@@ -5,7 +5,7 @@
     result.path, result.sha256, result.bytes
 
 A failed download never regenerates the image: the engine records ``download_failed`` and a later run
-retries the download alone (``pending_downloads(state)``). Errors are typed: ``TransientDownloadError``
+retries the download alone (``pending_downloads(store)``). Errors are typed: ``TransientDownloadError``
 (network, 5xx, 408/429) may succeed later; ``PermanentDownloadError`` (404, too large, bad URL) will not.
 """
 
@@ -24,7 +24,8 @@ import anyio.to_thread
 import httpx
 
 from pipeline.errors import PermanentError, PipelineError, TransientError
-from pipeline.ledger_state import LedgerState, PendingDownload
+from pipeline.ledger_state import PendingDownload
+from pipeline.state import Store
 
 __all__ = [
     "DownloadError",
@@ -76,9 +77,9 @@ class DownloadResult:
     bytes: int
 
 
-def pending_downloads(state: LedgerState) -> list[PendingDownload]:
-    """Images of succeeded rows with no ``downloaded`` event yet, in ledger order."""
-    return list(state.undownloaded.values())
+def pending_downloads(store: Store) -> list[PendingDownload]:
+    """Images of succeeded rows with no ``downloaded`` event yet, oldest first (an indexed lookup)."""
+    return store.undownloaded()
 
 
 # -- file names ----------------------------------------------------------------------------------------

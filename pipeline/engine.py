@@ -1,11 +1,17 @@
 """The scheduler: rows in, one paid generation per row out, under one anyio task group.
 
-    engine = Engine(spec, client, ledger, state, run_id=run_id)
+    engine = Engine(spec, client, store, run_id=run_id)   # store: the job's state (pipeline.state)
     outcome = await engine.run(batches)      # batches: ManifestBatch iterator (read in a thread)
 
-First every task the ledger left in doubt is reconciled (``pipeline.reconcile``); then manifest rows stream
-through a bounded queue to row tasks. A row task reserves its estimated cost, waits for the pause gate, the
-token buckets and a place in the adaptive window, writes ``submitted``, sends, and records the verdict.
+First every task the state left in doubt is reconciled (``pipeline.reconcile``); then manifest batches are
+classified against the state (one batched lookup each, in a thread with a read connection of its own) and
+the rows to send stream through a bounded queue to row tasks. The run's first request is the provider's
+free ``authentication`` task: a bad key costs nothing, and the whole window opens once it passes (a run
+with nothing to send sends nothing). A row task reserves its estimated cost, waits for the pause gate, the
+token buckets and a place in the adaptive window, commits ``submitted``, sends, and records the verdict.
+Every event goes through one writer (``pipeline.recorder``): ``submitted`` is committed before the send,
+verdicts go with the next group commit; the loop reads the committed state through a connection of its
+own, and counts each finished row once its events are committed.
 Transient refusals retry with a new taskUUID (``pipeline.retry``); an answer that never came is settled
 with ``getResponse`` first, so a row is paid for at most once. Dispatching stops on a limit (budget,
 runtime), a fatal provider error or a signal; in-flight work drains.
@@ -19,6 +25,7 @@ its tasks in doubt are still asked about (they may have been paid) but never res
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +35,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from pipeline.budget import Budget, estimate_usd
+from pipeline.downloads import pending_downloads
 from pipeline.errors import (
     FatalProviderError,
     PermanentError,
@@ -37,13 +45,14 @@ from pipeline.errors import (
 from pipeline.events import SubmittedEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
-from pipeline.ledger import LedgerState, LedgerWriter, task_uuid_for
-from pipeline.ledger_state import SUCCEEDED
+from pipeline.ledger import task_uuid_for
+from pipeline.ledger_state import PendingDownload, generated_by_earlier_model, settings_of
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
 from pipeline.outcome import Outcome, Stop
 from pipeline.profiles import load_model_profile
 from pipeline.progress import Tally
 from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
+from pipeline.recorder import Recorder
 from pipeline.retry import Backoff, retry_policy
 from pipeline.rows import Row
 from pipeline.runware import (
@@ -56,6 +65,8 @@ from pipeline.runware import (
     is_model_refusal,
     is_overload,
 )
+from pipeline.state import Store
+from pipeline.state.rule import PENDING, SUCCEEDED, image_extension
 from pipeline.uploads import ReferenceUploader, Resolved, is_reference_refusal
 from pipeline.verdicts import failed_event, succeeded_event
 
@@ -105,8 +116,7 @@ class Engine:
         self,
         spec: JobSpec,
         client: RunwareClient,
-        ledger: LedgerWriter,
-        state: LedgerState,
+        store: Store,
         *,
         run_id: str,
         tally: Tally | None = None,
@@ -118,24 +128,30 @@ class Engine:
         self._poll = self.hooks.poll or Poll(give_up_after=2 * spec.limits.request_timeout_s + 60)
         self._client = client
         self.fetcher = fetcher
-        self._ledger = ledger
-        self.state = state
+        self.store = store  # written by the recorder only (in worker threads, one commit at a time)
+        self._view = Store.open(store.path)  # this loop's reads: what is committed
         self.run_id = run_id
         self.tally = tally or Tally(self.hooks.clock)
+        self.outcome = Outcome()
+        self._recorder = Recorder(store, totals=self.outcome.this_run, on_commit=self._count_finished)
+        self._namespace = store.namespace
+        self._numbered: dict[str, int] = {}  # fingerprint -> attempt numbered but not committed yet
+        self._finished: deque[tuple[int, str, str, str]] = deque()  # (mark, id, fingerprint, model)
         limits = spec.limits
-        self.window = AdaptiveWindow(limits.concurrency, probe=True)
+        self.window = AdaptiveWindow(limits.concurrency)  # the key is checked first: no probe needed
         self.tally.requests_in_flight = lambda: self.window.in_flight
         self.gate = PauseGate(clock=self.hooks.clock, sleep=self._nap)
         self._requests = TokenBucket(limits.requests_per_minute, clock=self.hooks.clock, sleep=self._nap)
         self._images = TokenBucket(limits.images_per_minute, clock=self.hooks.clock, sleep=self._nap)
         limit = None if limits.budget_usd is None else Decimal(str(limits.budget_usd))
-        self.budget = Budget(limit, state.spent_usd)
-        self.tally.spent_usd = state.spent_usd
-        self._uploader = ReferenceUploader(client, state.uploads, self.record, upload=self._upload)
+        spent = store.spent_usd()
+        self.budget = Budget(limit, spent)
+        self.tally.spent_usd = spent
+        self._uploader = ReferenceUploader(client, self._view.upload_for, self.record, upload=self._upload)
         self._rows = anyio.Semaphore(limits.concurrency * 2 + 8)  # rows in progress: memory stays flat
         self._halted = anyio.Event()
         self._connect_failures = 0  # consecutive requests that found no connection
-        self.outcome = Outcome()
+        self._key_check: anyio.Event | None = None  # set once the API key was checked
         self._deadline = math.inf if limits.max_runtime is None else self.hooks.clock() + limits.max_runtime
 
     # -- control -------------------------------------------------------------------------------------
@@ -168,22 +184,70 @@ class Engine:
             await self._halted.wait()
 
     def record(self, event: Any) -> None:
-        """Append to the ledger (flushed on return) and fold into the state."""
-        self._ledger.append(event)
-        self.state.apply(event)
+        """Queue ``event`` for the state (committed with the next group; see ``pipeline.recorder``)."""
+        self._recorder.add(event)
 
     # -- the run ---------------------------------------------------------------------------------------
 
     async def run(self, batches: Iterator[Any]) -> Outcome:
-        """Reconcile what is in doubt, then stream the manifest; the outcome (counts, stop reason)."""
-        async with anyio.create_task_group() as tg:
-            if self._deadline < math.inf:
-                tg.start_soon(self._watch_deadline)
-            await self._reconcile_all()
-            await self._stream(batches)
-            tg.cancel_scope.cancel()
+        """Reconcile what is in doubt, then stream the manifest; the outcome (counts, stop reason). Every
+        event is committed when this returns, even when it is cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._recorder.run)
+                if self._deadline < math.inf:
+                    tg.start_soon(self._watch_deadline)
+                await self._reconcile_all()
+                await self._recorder.flushed()  # the manifest is classified against committed state
+                await self._stream(batches)
+                await self._recorder.flushed()
+                tg.cancel_scope.cancel()
+        finally:
+            self._count_finished(None)  # rows a cancellation cut short, by what was committed
+            self._view.close()
         self.outcome.spent_usd = self.budget.spent
         return self.outcome
+
+    async def _key_checked(self) -> None:
+        """Wait for the API key check, starting it on the first call: the run's first request is the
+        free ``authentication`` task, so a bad key costs nothing and the window opens at once after it
+        (a run with nothing to send sends nothing). Raises ``_Stopped`` if the key was refused."""
+        if self._key_check is None:
+            self._key_check = anyio.Event()
+            try:
+                await self._authenticate()
+            finally:
+                self._key_check.set()
+        await self._key_check.wait()
+        if self.halted:
+            raise _Stopped
+
+    async def _authenticate(self) -> None:
+        """Check the API key: a refused key, or a provider that cannot be reached, stops the run."""
+        policy = retry_policy(self.spec.limits.max_attempts, backoff=self.hooks.backoff, sleep=self._nap)
+        try:
+            async for attempt in policy:
+                with attempt:
+                    await self._client.authenticate()
+        except FatalProviderError as exc:
+            self.stop(Stop.FATAL, exc)
+        except ProviderError as exc:
+            what = "cannot reach" if exc.code == UNREACHABLE else "cannot check the API key with"
+            reason = f"{what} the provider at {self._client.endpoint}: {exc.message}"
+            self.stop(Stop.FATAL, FatalProviderError(message=reason, code=exc.code, status=exc.status))
+
+    def _count_finished(self, committed: int | None) -> None:
+        """Count the rows whose last events are committed (all of them: ``None``) by the state's rule,
+        with one batched lookup."""
+        done: list[tuple[str, str, str]] = []
+        while self._finished and (committed is None or self._finished[0][0] <= committed):
+            _, id, fingerprint, model = self._finished.popleft()
+            done.append((id, fingerprint, model))
+        if not done:
+            return
+        states = self._view.row_states([(id, fp) for id, fp, _ in done])
+        for id, fingerprint, model in done:
+            self.outcome.count(states.get((id, fingerprint), PENDING), model)
 
     async def _watch_deadline(self) -> None:
         await self._nap(max(0.0, self._deadline - self.hooks.clock()))
@@ -193,9 +257,9 @@ class Engine:
     async def _reconcile_all(self) -> None:
         async with anyio.create_task_group() as tg:
             if self.fetcher is not None:  # downloads a previous run could not finish
-                pending = list(self.state.undownloaded.values())
+                pending = pending_downloads(self._view)
                 tg.start_soon(self.fetcher.fetch_all, pending, self.spec.limits.concurrency)
-            for submitted in self.state.in_doubt:
+            for submitted in self._view.in_doubt():
                 await self._rows.acquire()
                 tg.start_soon(self._reconcile_one, submitted)
 
@@ -221,29 +285,44 @@ class Engine:
                     await self._dispatch(row, tg)
 
     async def _produce(self, batches: Iterator[Any], send: Any) -> None:
-        async with send:
-            while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
-                self.outcome.rejects.extend(batch.rejects)
-                carried = await anyio.to_thread.run_sync(self._carried, batch.rows)
-                for row in batch.rows:
-                    self.tally.seen += 1
-                    state = self.state.row_state(row.id, row.fingerprint)
-                    if state is None and row.id in carried:
-                        state = SUCCEEDED  # an earlier model generated it: never sent, so budgets hold
-                    if state in (None, "pending"):
-                        await send.send(row)
-                    else:
-                        self.tally.skipped += 1
-                        self.outcome.count(state, row.request.model)
-            self.tally.manifest_done = True
-            self.outcome.manifest_done = True
+        reader = await anyio.to_thread.run_sync(Store.open, self.store.path)  # this thread's own
+        try:
+            async with send:
+                while (got := await anyio.to_thread.run_sync(self._next_batch, batches, reader)) is not None:
+                    batch, states = got
+                    self.outcome.rejects.extend(batch.rejects)
+                    for row in batch.rows:
+                        self.tally.seen += 1
+                        state = states.get(row.id)
+                        if state in (None, PENDING):
+                            await send.send(row)
+                        else:
+                            self.tally.skipped += 1
+                            self.outcome.count(state, row.request.model)
+                self.tally.manifest_done = True
+                self.outcome.manifest_done = True
+        finally:
+            reader.close()
 
-    def _carried(self, rows: list[Row]) -> set[str]:
-        """Ids of ``rows`` an earlier model already generated, when ``[resume] keep_earlier_models`` is
-        on (in a worker thread: the check may hash local reference files)."""
-        if not self.spec.resume.keep_earlier_models:
-            return set()
-        return {row.id for row in rows if self.state.generated_by_earlier_model(row)}
+    def _next_batch(self, batches: Iterator[Any], reader: Store) -> tuple[Any, dict[str, str]] | None:
+        """The next manifest batch and the state of its rows the state has seen, by id (in a worker
+        thread: reading the manifest, one batched lookup, and maybe hashing local reference files)."""
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        found = reader.row_states([(row.id, row.fingerprint) for row in batch.rows])
+        states = {id: state for (id, _), state in found.items()}
+        if self.spec.resume.keep_earlier_models:
+            for row in batch.rows:
+                if row.id not in states and self._carried(reader, row):
+                    states[row.id] = SUCCEEDED  # an earlier model generated it: never sent, budgets hold
+        return batch, states
+
+    @staticmethod
+    def _carried(reader: Store, row: Row) -> bool:
+        """Whether an earlier model already generated ``row`` (``[resume] keep_earlier_models``)."""
+        successes = [(fp, settings_of(s.request)) for fp, s in reader.successes_of(row.id)]
+        return bool(successes) and generated_by_earlier_model(row, successes)
 
     async def _dispatch(self, row: Row, tg: TaskGroup) -> None:
         estimate = estimate_usd(row.request)
@@ -285,7 +364,8 @@ class Engine:
                 self.budget.release(reserved)
             self.tally.in_flight -= 1
             self._rows.release()
-            self.outcome.count(self.state.row_state(row.id, row.fingerprint) or "pending", row.request.model)
+            # counted once its events are committed (``_count_finished``), by the state's rule
+            self._finished.append((self._recorder.added, row.id, row.fingerprint, row.request.model))
 
     async def _generate(self, row: Row, reserved: Decimal) -> None:
         max_attempts = self.spec.limits.max_attempts
@@ -331,6 +411,7 @@ class Engine:
     ) -> None:
         """Send (or only settle) one task and record its verdict; raises to retry, fail or stop.
         ``reupload``: raise ``_StaleUploads`` if the provider refuses an earlier run's uploads."""
+        await self._key_checked()
         try:
             refs = await self._uploader.resolve(row.request.reference_images)
         except ProviderError as exc:
@@ -340,13 +421,14 @@ class Engine:
         task_uuid = task_uuid or ""
         try:
             async with self.window.slot() as slot:
-                if send_first and self.halted:
-                    raise _Stopped  # stopped while waiting for a place in the window
+                attempt = 0
                 if send_first:
+                    self._check_deadline()  # the wait for a place may have outlasted max_runtime
+                    if self.halted:
+                        raise _Stopped  # stopped while waiting for a place in the window
                     self._check_model(row)  # its model was refused while it waited: not sent
-                    # numbered here, with no await before "submitted" is recorded:
-                    attempt = self.state.next_attempt(row.fingerprint)  # rows sharing a fingerprint
-                    task_uuid = task_uuid_for(self._namespace, row.fingerprint, attempt)  # never collide
+                    attempt = self._next_attempt(row.fingerprint)
+                    task_uuid = task_uuid_for(self._namespace, row.fingerprint, attempt)
                 task = inference_task(
                     row.request,
                     task_uuid,
@@ -355,7 +437,7 @@ class Engine:
                     delivery=self.hooks.delivery,
                 )
                 try:
-                    images = await self._send(row, task, reserved) if send_first else []
+                    images = await self._send(row, task, attempt, reserved) if send_first else []
                     if not images:
                         images = await self._settle(task, row)
                 except ProviderError as exc:
@@ -370,25 +452,38 @@ class Engine:
                 raise _StaleUploads from None
             self._refused(row, task_uuid, exc, last)
         self._succeeded(row, task_uuid, images, reserved)
-        await self._download(task_uuid, len(images))
+        await self._download(row, task_uuid, images)
 
-    async def _download(self, task_uuid: str, count: int) -> None:
+    async def _download(self, row: Row, task_uuid: str, images: list[GeneratedImage]) -> None:
+        """Fetch the images of the row's success (its first: a row is only sent until it succeeds)."""
         if self.fetcher is None:
             return
-        for index in range(count):
-            pending = self.state.undownloaded.get((task_uuid, index))
-            if pending is not None:
-                await self.fetcher.fetch(pending)
+        for image in images:
+            ext = image_extension(row.request.output_format, image.image_url)  # the state's rule
+            await self.fetcher.fetch(
+                PendingDownload(
+                    row.id, row.fingerprint, task_uuid, image.index, image.image_uuid, image.image_url, ext
+                )
+            )
 
-    async def _send(self, row: Row, task: dict[str, Any], reserved: Decimal) -> list[GeneratedImage]:
+    def _next_attempt(self, fingerprint: str) -> int:
+        """The attempt number of a new task of ``fingerprint``: never one committed, nor one numbered
+        for another row sharing the fingerprint whose ``submitted`` is still being committed."""
+        attempt = max(self._view.next_attempt(fingerprint), self._numbered.get(fingerprint, 0) + 1)
+        self._numbered[fingerprint] = attempt
+        return attempt
+
+    async def _send(
+        self, row: Row, task: dict[str, Any], attempt: int, reserved: Decimal
+    ) -> list[GeneratedImage]:
         submitted = SubmittedEvent.for_row(
-            row,
-            task_uuid=task["taskUUID"],
-            attempt=self.state.next_attempt(row.fingerprint),
-            run_id=self.run_id,
-            estimate_usd=reserved,
+            row, task_uuid=task["taskUUID"], attempt=attempt, run_id=self.run_id, estimate_usd=reserved
         )
-        self.record(submitted)
+        try:
+            await self._recorder.commit(submitted)  # durable before the request leaves
+        finally:
+            if self._numbered.get(row.fingerprint) == attempt:
+                del self._numbered[row.fingerprint]  # the state knows it now (or it was never sent)
         try:
             images = await self._client.infer(task)
         except (InDoubtError, TaskConflictError):
@@ -425,11 +520,6 @@ class Engine:
         except FatalProviderError as exc:
             raise _FatalInDoubt(exc) from None
 
-    @property
-    def _namespace(self) -> str:
-        assert self.state.namespace is not None
-        return self.state.namespace
-
     # -- verdicts --------------------------------------------------------------------------------------
 
     def _refused(self, row: Row, task_uuid: str, exc: ProviderError, last: bool) -> NoReturn:
@@ -450,7 +540,7 @@ class Engine:
         if not for_good:
             # Out of attempts on transient errors (an outage): the row stays pending, so tonight's
             # run exits 1 and tomorrow's retries it, instead of skipping it forever.
-            self.tally.failed += 1
+            self._failed_row()
         raise _RowFailed from None
 
     def _stale_uploads(self, row: Row, task_uuid: str, refs: Resolved, exc: ProviderError) -> bool:
@@ -477,7 +567,12 @@ class Engine:
     def _fail(self, row: Row, task_uuid: str, exc: ProviderError, *, last: bool) -> None:
         self.record(failed_event(row, task_uuid, self.run_id, exc, retryable=not last))
         if last:
-            self.tally.failed += 1
+            self._failed_row()
+
+    def _failed_row(self) -> None:
+        """The row failed in this run (for good, or out of attempts)."""
+        self.tally.failed += 1
+        self.outcome.this_run.failed += 1
 
     def _succeeded(self, row: Row, task_uuid: str, images: list[GeneratedImage], reserved: Decimal) -> None:
         event, cost = succeeded_event(row, task_uuid, self.run_id, images)

@@ -4,11 +4,13 @@
     await fetcher.fetch(pending)     # PendingDownload from the ledger state; never raises for a failure
 
 A failed download is recorded (``download_failed``) and retried alone by the next run: it never causes a
-second generation.
+second generation. A full disk is not one image's problem: it stops the run (``PipelineError``), as the
+job's state could not be written either.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,6 +19,7 @@ import anyio
 import httpx
 
 from pipeline.downloads import DownloadError, download_image, render_filename
+from pipeline.errors import PipelineError
 from pipeline.events import DownloadedEvent, DownloadFailedEvent
 from pipeline.jobspec import JobSpec
 from pipeline.ledger_state import PendingDownload
@@ -73,6 +76,11 @@ class Fetcher:
                         self._http, p.image_url, self.images_dir, name, self._spec.output.max_download_bytes
                     )
         except DownloadError as exc:
+            if _disk_full(exc):
+                raise PipelineError(
+                    f"{self.images_dir}: no space left on the device for {name}: free some space and run "
+                    "the job again (what was generated is kept and never paid twice)"
+                ) from exc
             log.warning("download of %s image %d failed: %s", p.id, p.index, exc)
             self.record(
                 DownloadFailedEvent(
@@ -92,3 +100,12 @@ class Fetcher:
                 bytes=result.bytes,
             )
         )
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """The download failed because the file system has no room left (not the image's fault)."""
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in _FULL

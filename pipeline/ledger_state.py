@@ -48,7 +48,9 @@ __all__ = [
     "PendingDownload",
     "RowRecord",
     "fold",
+    "generated_by_earlier_model",
     "money",
+    "settings_of",
 ]
 
 SUCCEEDED: Final = "succeeded"
@@ -124,18 +126,12 @@ class LedgerState:
         local reference files, and only for a row that has such an earlier success. Needs a state built
         with ``earlier_models=True`` (else always False).
         """
-        model, prompt = row.request.model, row.request.prompt
-        candidates = [(fp, s) for fp, s in (self.earlier or {}).get(row.id, ()) if s.model != model]
-        if not candidates:
-            return False
-        if reference_keys is None:
-            reference_keys = [reference_key(ref) for ref in row.request.reference_images]
-        return any(fingerprint(replace(s, prompt=prompt), reference_keys) == fp for fp, s in candidates)
+        return generated_by_earlier_model(row, (self.earlier or {}).get(row.id, ()), reference_keys)
 
     def _remember(self, key: tuple[str, str], request: Mapping[str, Any]) -> None:
         """Keep what a success was generated with (one shared object per distinct setting)."""
         assert self.earlier is not None
-        settings = _settings_of(request)
+        settings = settings_of(request)
         settings = self._settings.setdefault(settings, settings)
         self.earlier.setdefault(key[0], []).append((key[1], settings))
 
@@ -171,6 +167,21 @@ class LedgerState:
             record = self.rows[key] = RowRecord(key)
             self._counts[record.state] += 1
         return record
+
+
+def generated_by_earlier_model(
+    row: Row, successes: Iterable[tuple[str, ImageRequest]], reference_keys: Sequence[str] | None = None
+) -> bool:
+    """True when one of ``successes`` (``(fingerprint, settings_of(its request))`` of ``row.id``'s
+    successes) was generated on another model with this row's prompt and reference images (the rule of
+    ``LedgerState.generated_by_earlier_model``, for any source of successes: a fold, or the store)."""
+    model, prompt = row.request.model, row.request.prompt
+    candidates = [(fp, s) for fp, s in successes if s.model != model]
+    if not candidates:
+        return False
+    if reference_keys is None:
+        reference_keys = [reference_key(ref) for ref in row.request.reference_images]
+    return any(fingerprint(replace(s, prompt=prompt), reference_keys) == fp for fp, s in candidates)
 
 
 def fold(events: Iterable[Event], *, earlier_models: bool = False) -> LedgerState:
@@ -226,7 +237,7 @@ def _on_succeeded(state: LedgerState, ev: SucceededEvent) -> None:
         )
 
 
-def _settings_of(request: Mapping[str, Any]) -> ImageRequest:
+def settings_of(request: Mapping[str, Any]) -> ImageRequest:
     """A submitted event's request without its prompt and references (as ``row_from_submitted``)."""
     width, height = request.get("width"), request.get("height")
     return ImageRequest(

@@ -2,6 +2,7 @@
 
 outcome.count("succeeded", model); outcome.stop = Stop.BUDGET
 outcome.exit_code()        # 0 all done, 1 some failed/rejected, 3 limit, 5 provider, 130 interrupted
+outcome.this_run.add(event)  # what this invocation committed: sent, succeeded, images, exact spend
 
 A model the provider refuses stops alone (``ModelStops``): its rows stay pending, other models go on::
 
@@ -22,9 +23,11 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.errors import FatalProviderError, ModelRefusedError, ModelUnavailableError, ProviderError
+from pipeline.events import Event, SubmittedEvent, SucceededEvent
 from pipeline.profiles import ModelProfile
+from pipeline.state.rule import event_cost
 
-__all__ = ["UNAVAILABLE_LIMIT", "ModelStops", "Outcome", "Stop", "StoppedModel"]
+__all__ = ["UNAVAILABLE_LIMIT", "ModelStops", "Outcome", "RunTotals", "Stop", "StoppedModel"]
 
 #: ``modelUnavailable`` answers for one model in a row (no success between) after which it is stopped.
 UNAVAILABLE_LIMIT = 3
@@ -101,6 +104,36 @@ class ModelStops:
 
 
 @dataclass
+class RunTotals:
+    """What one invocation did: tasks sent, rows succeeded and failed, images, exact spend."""
+
+    submitted: int = 0
+    succeeded: int = 0
+    failed: int = 0  # rows that failed in this run (for good, or out of attempts)
+    images: int = 0
+    spent_usd: Decimal = Decimal(0)
+
+    def add(self, event: Event) -> None:
+        """Count a committed event (the cost rule is the store's: ``event_cost``)."""
+        if isinstance(event, SubmittedEvent):
+            self.submitted += 1
+        elif isinstance(event, SucceededEvent):
+            self.succeeded += 1
+            self.images += len(event.images)
+            self.spent_usd += event_cost(event)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``"this_run"`` object of ``pipeline run --json``."""
+        return {
+            "submitted": self.submitted,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "images": self.images,
+            "spent_usd": float(self.spent_usd),
+        }
+
+
+@dataclass
 class Outcome:
     """Counts of the manifest's rows by final state (this run's view), and the stop reason."""
 
@@ -114,8 +147,9 @@ class Outcome:
     unfinished: Counter[str] = field(default_factory=Counter)  # model -> rows left pending or in doubt
     used: set[str] = field(default_factory=set)  # the models of the manifest's rows
     left_usd: Decimal = Decimal(0)  # estimated cost of the rows not sent
-    spent_usd: Decimal = Decimal(0)  # across runs
-    images: int = 0
+    spent_usd: Decimal = Decimal(0)  # across runs (the job's state)
+    images: int = 0  # across runs (the job's state)
+    this_run: RunTotals = field(default_factory=RunTotals)
     manifest_done: bool = False
     cancelled: bool = False  # a second signal cancelled in-flight work
 
@@ -154,6 +188,7 @@ class Outcome:
             "images": self.images,
             "spent_usd": float(self.spent_usd),
             "exit_code": self.exit_code(),
+            "this_run": self.this_run.summary(),
             "stopped_models": [self._stopped_json(s) for s in self.stopped_models],
         }
 

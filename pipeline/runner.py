@@ -1,10 +1,13 @@
-"""One run of a job, end to end: lock, ledger, HTTP client, engine, progress, signals, results.
+"""One run of a job, end to end: lock, state, HTTP client, engine, progress, signals, results.
 
     outcome = await run_job(spec, Provider(endpoint, api_key, delivery="sync"))
 
 The manifest's first batch is read before anything is sent, so a bad file stops the run with exit 2.
-The results table is rewritten every ``output.results_interval_s``, at the end and on interrupt. The first
-SIGINT/SIGTERM stops dispatching and drains; a second cancels in-flight work (it stays in doubt).
+The job's state is opened inside the lock (a 0.1 ``ledger.jsonl`` is imported on first use, with progress
+on ``console``). The results table is rewritten every ``output.results_interval_s`` (a failure there is a
+warning), on interrupt, and at the end, where a failure is an error: a run without its table never exits
+0. The first SIGINT/SIGTERM stops dispatching and drains; a second cancels in-flight work (it stays in
+doubt; what was already answered is still committed).
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ import httpx
 from rich.console import Console
 
 from pipeline.engine import Engine, EngineHooks
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, StoreError
+from pipeline.events import RunEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
-from pipeline.ledger import LEDGER_NAME, LedgerWriter, RunEvent, load_state, new_run_id
+from pipeline.ledger import new_run_id
 from pipeline.lock import job_lock
 from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
 from pipeline.progress import Tally, show_progress
 from pipeline.results import remove_stale_temps, write_rejects, write_results
 from pipeline.runware import RunwareClient
+from pipeline.state import Store, open_job_state
+from pipeline.state.rule import FAILED, IN_DOUBT, SUCCEEDED
+from pipeline.status import record_manifest
 
 __all__ = ["Provider", "run_job"]
 
@@ -71,6 +78,7 @@ async def run_job(
 ) -> Outcome:
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
     hooks = hooks or EngineHooks(delivery=provider.delivery)
+    from_manifest = batches is None
     with job_lock(spec.out_dir, spec.name):
         for tmp in remove_stale_temps(spec.out_dir):
             log.info("removed %s, left by a run killed while writing it", tmp.name)
@@ -78,30 +86,19 @@ async def run_job(
             batches = _manifest(spec, batch_size)
         first = await anyio.to_thread.run_sync(next, batches, None)  # a bad manifest fails here
         stream = itertools.chain([] if first is None else [first], batches)
-        with LedgerWriter.for_spec(spec) as ledger:
-            state = await anyio.to_thread.run_sync(
-                functools.partial(
-                    load_state, spec.out_dir / LEDGER_NAME, earlier_models=spec.resume.keep_earlier_models
-                )
-            )
+        store = await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console))
+        try:
             run_id = new_run_id()
-            ledger.append(RunEvent(run_id=run_id))
-            state.apply(RunEvent(run_id=run_id))
+            store.record(RunEvent(run_id=run_id))
             async with _http_client(spec, transport) as http:
                 client = RunwareClient(http, provider.endpoint, provider.api_key)
-                fetcher = Fetcher(http, spec, ledger.append) if spec.output.download else None
-                engine = Engine(
-                    spec,
-                    client,
-                    ledger,
-                    state,
-                    run_id=run_id,
-                    tally=Tally(hooks.clock),
-                    hooks=hooks,
-                    fetcher=fetcher,
+                # the fetcher records through the engine's writer (bound once the engine exists)
+                fetcher = (
+                    Fetcher(http, spec, lambda event: engine.record(event)) if spec.output.download else None
                 )
-                if fetcher is not None:
-                    fetcher.record = engine.record
+                engine = Engine(
+                    spec, client, store, run_id=run_id, tally=Tally(hooks.clock), hooks=hooks, fetcher=fetcher
+                )
                 try:
                     with _unwrapped():
                         await _drive(engine, stream, console, progress_interval, handle_signals)
@@ -109,12 +106,56 @@ async def run_job(
                     with anyio.CancelScope(shield=True):
                         await _write_results(spec)  # keep what was done before the error
                     raise
-        outcome = engine.outcome
-        outcome.images = state.images
-        outcome.spent_usd = state.spent_usd
+            outcome = engine.outcome
+            outcome.images = store.totals()["images"]  # the job's totals, from what was committed
+            outcome.spent_usd = store.spent_usd()
+            if from_manifest and outcome.manifest_done:
+                _record_manifest(store, spec, outcome)
+        finally:
+            store.close()
         with anyio.CancelScope(shield=True):
             await _write_tables(spec, outcome)
     return outcome
+
+
+def _open_state(spec: JobSpec, console: Console | None) -> Store:
+    """The job's state (imported from a 0.1 ledger on first use, showing progress on ``console``)."""
+    return open_job_state(
+        spec.out_dir,
+        job=spec.name,
+        durability=spec.ledger.fsync,
+        group_commit_ms=spec.ledger.group_commit_ms,
+        progress=None if console is None else _import_progress(console),
+    )
+
+
+def _record_manifest(store: Store, spec: JobSpec, outcome: Outcome) -> None:
+    """What this run learnt of the whole manifest (its rows by state), so `pipeline status` answers
+    without reading it again."""
+    rows, rejected = outcome.rows, len(outcome.rejects)
+    seen = {state: rows[state] for state in (SUCCEEDED, FAILED, IN_DOUBT)}  # pending: also unseen rows
+    try:
+        record_manifest(store, spec, total=sum(rows.values()) + rejected, rejected=rejected, seen=seen)
+    except StoreError as exc:  # only a shortcut for `pipeline status`: it reads the manifest instead
+        log.warning("could not record the manifest's summary: %s", exc)
+
+
+def _import_progress(console: Console) -> Callable[[int, int], None]:
+    """A progress callback for the import of a 0.1 ledger: a line every tenth of it."""
+    shown = [-1]
+
+    def show(done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 10
+        if tenth > shown[0]:
+            shown[0] = tenth
+            console.print(
+                f"importing the 0.1 ledger.jsonl into state.db (kept untouched): {10 * tenth}% "
+                f"of {total / 1e6:.1f} MB",
+                highlight=False,
+                markup=False,
+            )
+
+    return show
 
 
 @contextmanager
@@ -184,14 +225,30 @@ async def _results_loop(spec: JobSpec) -> None:
 
 
 async def _write_results(spec: JobSpec) -> None:
+    """A table written during the run (or before an error is reported): a failure is only a warning,
+    the state has it all and the next write (the last one at the latest) tries again."""
     try:
         await anyio.to_thread.run_sync(write_results, spec.out_dir, spec.name, spec.output.formats)
-    except Exception as exc:  # a failed table write must not stop the run: the ledger has it all
+    except Exception as exc:
         log.warning("could not write the results table: %s", exc)
 
 
 async def _write_tables(spec: JobSpec, outcome: Outcome) -> None:
-    await _write_results(spec)
-    if outcome.manifest_done:  # an incomplete list would replace the previous run's full one
-        rejects = outcome.rejects
-        await anyio.to_thread.run_sync(write_rejects, spec.out_dir, rejects, spec.output.formats)
+    """The run's last word: its results (and rejects) tables. A failure is the run's error (exit 1),
+    never a warning: cron must not report success for a run that left no table."""
+    try:
+        await anyio.to_thread.run_sync(write_results, spec.out_dir, spec.name, spec.output.formats)
+        if outcome.manifest_done:  # an incomplete list would replace the previous run's full one
+            rejects = outcome.rejects
+            await anyio.to_thread.run_sync(write_rejects, spec.out_dir, rejects, spec.output.formats)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise PipelineError(
+            f"{spec.out_dir}: could not write the results table: {_reason(exc)}; the job's state has "
+            "every result: free the space (or fix the cause) and run `pipeline results` or the job again"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else None) or str(exc)

@@ -2,6 +2,7 @@
 
     async with httpx.AsyncClient(timeout=180) as http:
         client = RunwareClient(http, "https://api.runware.ai/v1", api_key)
+        await client.authenticate()                # free: raises FatalProviderError for a bad key
         images = await client.infer(task)          # sync delivery: the images; async: [] (accepted)
         status = await client.get_response(uuid, expected=1)
         image_uuid = await client.upload(data_uri)
@@ -30,6 +31,7 @@ from pipeline.runware_wire import (
     TaskConflictError,
     TaskStatus,
     TaskUnknownError,
+    authentication_task,
     classify,
     data_uri_of,
     get_response_task,
@@ -106,6 +108,11 @@ class RunwareClient:
             return read_answer(response.status_code, response.headers, body, task_type=task_type)
         except ProviderError as exc:
             raise self._scrub(exc) from None
+
+    async def authenticate(self) -> None:
+        """Check the API key with the ``authentication`` task (no generation, no charge); raises the
+        classified error (``FatalProviderError`` for a key the provider refuses)."""
+        await self.post([authentication_task(self._api_key)])
 
     async def infer(self, task: dict[str, Any]) -> list[GeneratedImage]:
         """Send one ``imageInference`` task; its images (empty when delivery is async: poll it)."""

@@ -53,6 +53,7 @@ __all__ = [
     "TaskConflictError",
     "TaskStatus",
     "TaskUnknownError",
+    "authentication_task",
     "classify",
     "data_uri_of",
     "get_response_task",
@@ -170,6 +171,11 @@ def _put_path(target: dict[str, Any], dotted: str, value: object) -> None:
     for part in parents:
         target = target.setdefault(part, {})
     target[last] = value
+
+
+def authentication_task(api_key: str) -> dict[str, Any]:
+    """Runware's ``authentication`` task: checks the key, generates nothing, costs nothing."""
+    return {"taskType": "authentication", "apiKey": api_key}
 
 
 def get_response_task(task_uuid: str) -> dict[str, Any]:

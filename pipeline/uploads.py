@@ -1,17 +1,17 @@
 """Reference images on the wire: local files uploaded once per content, everything else as given.
 
-    refs = ReferenceUploader(client, state.uploads, record)
+    refs = ReferenceUploader(client, store.upload_for, record)   # sha256 -> imageUUID uploaded before
     resolved = await refs.resolve(row.request.reference_images)   # local paths -> imageUUIDs
     task = inference_task(row.request, task_uuid, resolved.wire, ...)
     ...                                                 # refused with invalidReferenceImages:
     if resolved.earlier and is_reference_refusal(exc):  # an earlier run's upload the provider forgot
         refs.forget(resolved.earlier)                   # the next resolve uploads those files again
 
-Each distinct content (sha256) is uploaded once per job, across rows and runs: the ``uploaded`` ledger
-event remembers its imageUUID. Concurrent rows needing the same file share one upload. The provider may
-not keep an upload forever (the embedded sandbox never knows an earlier run's), so an imageUUID from an
-earlier run that it refuses is forgotten for this run and the file uploaded again, at most once per run:
-a content uploaded in this run is never forgotten.
+Each distinct content (sha256) is uploaded once per job, across rows and runs: the ``uploaded`` event
+remembers its imageUUID in the job's state. Concurrent rows needing the same file share one upload. The
+provider may not keep an upload forever (the embedded sandbox never knows an earlier run's), so an
+imageUUID from an earlier run that it refuses is forgotten for this run and the file uploaded again, at
+most once per run: a content uploaded in this run is never forgotten.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pipeline.runware import RunwareClient, data_uri_of
 __all__ = ["ReferenceUploader", "Resolved", "is_local_path", "is_reference_refusal"]
 
 Upload = Callable[[str], Awaitable[str]]
+Lookup = Callable[[str], str | None]  # sha256 -> the imageUUID an earlier upload got, if any
 
 # Runware's codes for a reference it cannot use: invalidReferenceImages, imageNotFound, ...ImageNotFound.
 _REFERENCE_CODE = re.compile(r"(?i)^invalidReferenceImages?$|ImageNotFound$")
@@ -66,15 +67,15 @@ class ReferenceUploader:
     def __init__(
         self,
         client: RunwareClient,
-        uploads: dict[str, str],
+        uploaded: Lookup,
         record: Callable[[UploadedEvent], None],
         upload: Upload | None = None,
     ) -> None:
-        self._uploads = uploads  # sha256 -> imageUUID (the ledger state's own dict)
+        self._uploaded = uploaded  # the job's state: uploads of earlier runs (and committed ones of this)
         self._record = record
         self._upload = upload or client.upload
         self._busy: dict[str, anyio.Event] = {}
-        self._fresh: set[str] = set()  # uploaded in this run: the provider knows them
+        self._fresh: dict[str, str] = {}  # sha256 -> imageUUID uploaded in this run: the provider knows
         self._forgotten: set[str] = set()  # an earlier run's upload the provider refused: upload again
 
     async def resolve(self, references: Iterable[str]) -> Resolved:
@@ -85,7 +86,7 @@ class ReferenceUploader:
                 wire.append(reference)
                 continue
             digest = await self._one(Path(reference))
-            wire.append(self._uploads[digest])
+            wire.append(self._image_uuid(digest))
             if digest not in self._fresh:  # read with no await since _one: still the UUID just sent
                 earlier.add(digest)
         return Resolved(wire, frozenset(earlier))
@@ -94,8 +95,14 @@ class ReferenceUploader:
         """Upload these contents again on their next use, unless this run already did."""
         self._forgotten.update(digest for digest in digests if digest not in self._fresh)
 
+    def _image_uuid(self, digest: str) -> str:
+        fresh = self._fresh.get(digest)
+        return fresh if fresh is not None else str(self._uploaded(digest))
+
     def _known(self, digest: str) -> bool:
-        return digest in self._uploads and digest not in self._forgotten
+        if digest in self._fresh:
+            return True
+        return digest not in self._forgotten and self._uploaded(digest) is not None
 
     async def _one(self, path: Path) -> str:
         """The sha256 of a local file, uploaded unless its imageUUID is known."""
@@ -114,7 +121,7 @@ class ReferenceUploader:
             try:
                 image_uuid = await self._upload(data_uri_of(path, data))
                 self._record(UploadedEvent(sha256=digest, image_uuid=image_uuid))  # the latest one wins
-                self._fresh.add(digest)
+                self._fresh[digest] = image_uuid
                 self._forgotten.discard(digest)
             finally:
                 self._busy.pop(digest).set()

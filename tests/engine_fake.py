@@ -13,12 +13,13 @@ import httpx
 
 @dataclass
 class FakeRunware:
-    """Answers imageInference (sync or async), getResponse and imageUpload like Runware does.
+    """Answers authentication, imageInference (sync or async), getResponse and imageUpload like Runware.
 
     ``script``: what happens to successive imageInference requests ("ok" when it runs out):
     ok, 429, 429ra (Retry-After: 2), 503, 400, 401, 402, 500 (refused before running),
     drop / timeout / malformed / 500c (after the task ran and was charged).
     ``retired``: model -> a code of ``MODEL_REFUSALS``: every request for that model is refused so.
+    ``key``: the only API key the authentication task accepts (None: any).
     """
 
     script: list[str] = field(default_factory=list)
@@ -31,6 +32,7 @@ class FakeRunware:
     async_pending: dict[str, int] = field(default_factory=dict)  # polls before an async task is done
     auth: list[str] = field(default_factory=list)
     retired: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -56,6 +58,8 @@ class FakeRunware:
             return _data([{"taskType": kind, "taskUUID": task["taskUUID"], "imageUUID": str(uuid.uuid4())}])
         if kind == "getResponse":
             return self._get_response(task["taskUUID"])
+        if kind == "authentication":
+            return self._authenticate(task)
         return self._infer(task, request)
 
     def _infer(self, task: dict[str, Any], request: httpx.Request) -> httpx.Response:
@@ -90,6 +94,17 @@ class FakeRunware:
             self.async_pending[uid] = 2
             return _data([{"taskType": "imageInference", "taskUUID": uid, "status": "processing"}])
         return _data(self._items(uid))
+
+    def _authenticate(self, task: dict[str, Any]) -> httpx.Response:
+        if self.key is not None and task.get("apiKey") != self.key:
+            err = {"code": "invalidApiKey", "message": "Invalid API key.", "taskType": "authentication"}
+            return httpx.Response(401, json={"errors": [err]})
+        return _data([{"taskType": "authentication", "connectionSessionUUID": str(uuid.uuid4())}])
+
+    @property
+    def authentications(self) -> int:
+        """authentication tasks received."""
+        return sum(1 for body in self.requests if body[0]["taskType"] == "authentication")
 
     def _run(self, task: dict[str, Any]) -> None:
         uid = task["taskUUID"]

@@ -27,7 +27,8 @@ from pipeline.downloads import (
     pending_downloads,
     render_filename,
 )
-from pipeline.ledger import ImageResult, JobEvent, SubmittedEvent, SucceededEvent, fold
+from pipeline.events import DownloadedEvent, ImageResult, SubmittedEvent, SucceededEvent
+from pipeline.state import STATE_NAME, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -273,34 +274,42 @@ class TestFilenames:
 
 
 class TestPendingDownloads:
-    def test_lists_succeeded_images_not_on_disk(self) -> None:
+    def test_lists_succeeded_images_not_on_disk(self, tmp_path: Path) -> None:
         """After a run with failed downloads, the next run knows exactly which images to fetch."""
-        ns = "6f1c1f8e-3a59-4e0b-9d51-2d4a8f0f7c11"
         images = (
             ImageResult(index=0, image_uuid="u0", image_url="http://h/u0.webp", cost_usd=0.01),
             ImageResult(index=1, image_uuid="u1", image_url="http://h/u1.webp", cost_usd=0.01),
+            ImageResult(index=2, image_uuid="u2", image_url="http://h/u2.webp", cost_usd=0.01),
         )
-        state = fold(
-            [
-                JobEvent(namespace=ns, job="j"),
-                SubmittedEvent(
-                    id="a",
-                    fingerprint="f",
-                    task_uuid="t",
-                    attempt=1,
-                    run_id="r",
-                    estimate_usd=0.02,
-                    request={"output_format": "WEBP"},
-                ),
-                SucceededEvent(
-                    id="a", fingerprint="f", task_uuid="t", run_id="r", images=images, cost_usd=0.02
-                ),
-            ]
+        fp, task = "0f" * 16, "3f1d6c1e-8a4b-4c55-9a51-7e0b2f6d9a10"
+        submitted = SubmittedEvent(
+            id="a",
+            fingerprint=fp,
+            task_uuid=task,
+            attempt=1,
+            run_id="r",
+            estimate_usd=0.03,
+            request={"output_format": "WEBP"},
         )
-        pending = pending_downloads(state)
+        succeeded = SucceededEvent(
+            id="a", fingerprint=fp, task_uuid=task, run_id="r", images=images, cost_usd=0.03
+        )
+        downloaded = DownloadedEvent(
+            id="a",
+            fingerprint=fp,
+            task_uuid=task,
+            index=1,
+            image_uuid="u1",
+            path="a.webp",
+            sha256="",
+            bytes=1,
+        )
+        with Store.open(tmp_path / STATE_NAME, job="j") as store:
+            store.record_many([submitted, succeeded, downloaded])
+            pending = pending_downloads(store)
         assert [(p.id, p.index, p.image_url, p.ext) for p in pending] == [
             ("a", 0, "http://h/u0.webp", "webp"),
-            ("a", 1, "http://h/u1.webp", "webp"),
+            ("a", 2, "http://h/u2.webp", "webp"),
         ]
 
 

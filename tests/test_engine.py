@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,14 @@ import pytest
 from engine_fake import FakeRunware
 
 from pipeline.engine import Engine, EngineHooks
+from pipeline.events import Event, event_from_dict
 from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.ledger import LEDGER_NAME, LedgerWriter, load_state, read_events
 from pipeline.outcome import Outcome
 from pipeline.reconcile import Poll
 from pipeline.retry import Backoff
 from pipeline.rows import ImageRequest, Row
 from pipeline.runware import RunwareClient
+from pipeline.state import STATE_NAME, Store, open_job_state
 
 KEY = "sk-engine-test-KEY"
 
@@ -50,16 +54,36 @@ FAST = EngineHooks(backoff=Backoff(base=0.001, cap=0.01), poll=Poll(interval=0.0
 
 
 async def run(spec: JobSpec, fake: FakeRunware, rows: list[Row], hooks: EngineHooks = FAST) -> Outcome:
-    with LedgerWriter.for_spec(spec) as ledger:
-        state = load_state(spec.out_dir / LEDGER_NAME)
-        async with httpx.AsyncClient(transport=fake.transport()) as http:
-            client = RunwareClient(http, "http://fake/v1", KEY)
-            engine = Engine(spec, client, ledger, state, run_id="r1", hooks=hooks)
+    return await run_with(spec, fake.transport(), rows, hooks)
+
+
+async def run_with(
+    spec: JobSpec, transport: httpx.AsyncBaseTransport, rows: list[Row], hooks: EngineHooks = FAST
+) -> Outcome:
+    """One engine run over ``rows`` with the job's state, as ``run_job`` opens it."""
+    with open_job_state(spec.out_dir, job=spec.name) as store:
+        async with httpx.AsyncClient(transport=transport) as http:
+            engine = Engine(spec, RunwareClient(http, "http://f/v1", KEY), store, run_id="r1", hooks=hooks)
             return await engine.run(iter([Batch(rows)]))
 
 
+def state_events(out_dir: Path) -> list[Event]:
+    """Every event committed to the job's state so far, in order (its audit export); none before the
+    state exists (safe while a run in another process writes it)."""
+    path = out_dir / STATE_NAME
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path, timeout=10)) as conn:  # not Store.open: it would create tables
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            return []  # a run is creating it right now
+    with Store.open(path) as store:
+        out = io.StringIO()
+        store.export_jsonl(out)
+    return [e for line in out.getvalue().splitlines() if (e := event_from_dict(json.loads(line)))]
+
+
 def events(spec: JobSpec, kind: str) -> list[Any]:
-    return [e for e in read_events(spec.out_dir / LEDGER_NAME) if e.kind == kind]
+    return [e for e in state_events(spec.out_dir) if e.kind == kind]
 
 
 def assert_paid_once(fake: FakeRunware) -> None:
@@ -78,19 +102,33 @@ class TestHappyPath:
         assert outcome.exit_code() == 0
         assert len(fake.charges) == 10
         assert_paid_once(fake)
-        kinds = [
-            e.kind for e in read_events(spec.out_dir / LEDGER_NAME) if e.kind in ("submitted", "succeeded")
-        ]
+        logged = state_events(spec.out_dir)
+        kinds = [e.kind for e in logged if e.kind in ("submitted", "succeeded")]
         for uid in fake.tasks:
-            per_task = [
-                e.kind
-                for e in read_events(spec.out_dir / LEDGER_NAME)
-                if getattr(e, "task_uuid", None) == uid
-            ]
+            per_task = [e.kind for e in logged if getattr(e, "task_uuid", None) == uid]
             assert per_task == ["submitted", "succeeded"]
         assert len(kinds) == 20
         assert set(fake.auth) == {f"Bearer {KEY}"}
-        assert KEY not in (spec.out_dir / LEDGER_NAME).read_text()
+        assert KEY.encode() not in (spec.out_dir / STATE_NAME).read_bytes()
+
+    @pytest.mark.anyio
+    async def test_submitted_is_committed_before_the_request_leaves(self, tmp_path: Path) -> None:
+        """Each imageInference request finds its ``submitted`` already committed: another connection to
+        the job's state (what a crash would leave) sees the task in doubt when the request arrives."""
+        spec, fake = make_spec(tmp_path, concurrency=8), FakeRunware()
+        unrecorded: list[str] = []
+
+        def check(request: httpx.Request) -> httpx.Response:
+            task = json.loads(request.content)[0]
+            if task["taskType"] == "imageInference":
+                with Store.open(spec.out_dir / STATE_NAME) as view:
+                    if task["taskUUID"] not in {e.task_uuid for e in view.in_doubt()}:
+                        unrecorded.append(task["taskUUID"])
+            return fake.handle(request)
+
+        outcome = await run_with(spec, httpx.MockTransport(check), [make_row(i) for i in range(40)])
+        assert outcome.rows["succeeded"] == 40
+        assert unrecorded == []
 
     @pytest.mark.anyio
     async def test_rerun_sends_nothing(self, tmp_path: Path) -> None:
@@ -207,14 +245,37 @@ class TestRetries:
 
 class TestStops:
     @pytest.mark.anyio
-    async def test_wrong_key_stops_after_the_first_answer(self, tmp_path: Path) -> None:
-        """401: one request only, however many rows; exit 5; nothing marked failed for good."""
+    async def test_a_key_refused_mid_run_stops_at_the_first_answer(self, tmp_path: Path) -> None:
+        """401 on imageInference (the key was revoked after its check): no request after the first
+        answer, at most the window's worth in flight, nothing charged; exit 5; nothing failed for good."""
         spec, fake = make_spec(tmp_path, concurrency=8), FakeRunware(script=["401"] * 100)
         outcome = await run(spec, fake, [make_row(i) for i in range(50)])
-        assert fake.inference_requests == 1
+        assert 1 <= fake.inference_requests <= 8
+        assert not fake.charges
         assert outcome.exit_code() == 5
         assert outcome.rows["failed"] == 0
         assert outcome.rows["pending"] == 50
+
+    @pytest.mark.anyio
+    async def test_a_refused_key_costs_no_request(self, tmp_path: Path) -> None:
+        """The key is checked with the free authentication task first: refused, nothing is generated or
+        recorded as sent, the run exits 5 and every row stays pending."""
+        spec, fake = make_spec(tmp_path, concurrency=8), FakeRunware(key="the-right-key")
+        outcome = await run(spec, fake, [make_row(i) for i in range(20)])
+        assert (fake.authentications, fake.inference_requests) == (1, 0)
+        assert outcome.exit_code() == 5
+        assert outcome.rows["pending"] == 20
+        assert events(spec, "submitted") == []
+        assert KEY not in str(outcome.fatal)
+
+    @pytest.mark.anyio
+    async def test_the_key_is_checked_once_before_the_first_request(self, tmp_path: Path) -> None:
+        """One authentication task, first; then the rows go out (no request sent alone to probe)."""
+        spec, fake = make_spec(tmp_path), FakeRunware()
+        outcome = await run(spec, fake, [make_row(i) for i in range(10)])
+        assert outcome.exit_code() == 0
+        assert [body[0]["taskType"] for body in fake.requests][:2] == ["authentication", "imageInference"]
+        assert fake.authentications == 1
 
     @pytest.mark.anyio
     async def test_budget_stops_and_a_bigger_one_finishes(self, tmp_path: Path) -> None:
@@ -257,13 +318,7 @@ class TestResume:
                 raise httpx.ConnectError("down", request=request)
             return fake.handle(request)
 
-        with LedgerWriter.for_spec(spec) as ledger:
-            state = load_state(spec.out_dir / LEDGER_NAME)
-            async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
-                engine = Engine(
-                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=hooks_gone
-                )
-                first = await engine.run(iter([Batch([row])]))
+        first = await run_with(spec, httpx.MockTransport(unreachable), [row], hooks_gone)
         assert first.rows["in_doubt"] == 1
         assert first.exit_code() == 1
         second = await run(spec, fake, [row])
@@ -279,11 +334,10 @@ class TestResume:
         from pipeline.events import SubmittedEvent
         from pipeline.ledger import task_uuid_for
 
-        with LedgerWriter.for_spec(spec) as ledger:
-            uid = task_uuid_for(ledger.namespace, row.fingerprint, 1)
-            ledger.append(
-                SubmittedEvent.for_row(row, task_uuid=uid, attempt=1, run_id="x", estimate_usd=0.011)
-            )
+        with open_job_state(spec.out_dir, job=spec.name) as store:
+            uid = task_uuid_for(store.namespace, row.fingerprint, 1)
+            submitted = SubmittedEvent.for_row(row, task_uuid=uid, attempt=1, run_id="x", estimate_usd=0.011)
+            store.record(submitted)
         fake = FakeRunware()
         outcome = await run(spec, fake, [row])
         assert outcome.rows["succeeded"] == 1
@@ -325,13 +379,7 @@ class TestRuntime:
         spec = make_spec(tmp_path, concurrency=1, max_runtime="90m")
         hooks = EngineHooks(clock=lambda: now[0], backoff=FAST.backoff, poll=FAST.poll)
         rows = [make_row(i) for i in range(5)]
-        with LedgerWriter.for_spec(spec) as ledger:
-            state = load_state(spec.out_dir / LEDGER_NAME)
-            async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as http:
-                engine = Engine(
-                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=hooks
-                )
-                outcome = await engine.run(iter([Batch(rows)]))
+        outcome = await run_with(spec, httpx.MockTransport(slow), rows, hooks)
         assert outcome.exit_code() == 3
         assert 1 <= len(fake.tasks) <= 2
         assert outcome.rows["succeeded"] + outcome.rows["pending"] == 5
@@ -351,13 +399,7 @@ class TestUnreachable:
             raise httpx.ConnectError("Connection refused", request=request)
 
         spec = make_spec(tmp_path, concurrency=4, max_attempts=3)
-        with LedgerWriter.for_spec(spec) as ledger:
-            state = load_state(spec.out_dir / LEDGER_NAME)
-            async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
-                engine = Engine(
-                    spec, RunwareClient(http, "http://f/v1", KEY), ledger, state, run_id="a", hooks=FAST
-                )
-                outcome = await engine.run(iter([Batch([make_row(i) for i in range(20)])]))
+        outcome = await run_with(spec, httpx.MockTransport(refuse), [make_row(i) for i in range(20)])
         assert outcome.exit_code() == 5
         assert "cannot reach the provider" in str(outcome.fatal)
         assert outcome.rows["failed"] == 0

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_engine import state_events
 
 from pipeline.cli import main
+from pipeline.state import STATE_NAME
 
 
 def _spec(tmp_path: Path, provider: str) -> Path:
@@ -35,15 +37,15 @@ class TestApiKey:
         err = capsys.readouterr().err
         assert "PIPELINE_TEST_NO_SUCH_KEY" in err
         assert "Traceback" not in err
-        assert not (tmp_path / "out" / "ledger.jsonl").exists()
+        assert not (tmp_path / "out" / STATE_NAME).exists()
 
-    def test_results_without_a_ledger(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_results_without_a_state(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """`pipeline results` before any run: exit 2 saying so."""
         job = _spec(tmp_path, 'profile = "sandbox"')
         with pytest.raises(SystemExit) as info:
             main(["results", str(job)])
         assert info.value.code == 2
-        assert "no ledger" in capsys.readouterr().err
+        assert "run the job first" in capsys.readouterr().err
 
 
 class TestDemo:
@@ -62,9 +64,10 @@ class TestDemo:
         table = pl.read_parquet(out / "results.parquet")
         assert len(table) == summary["images"]
         assert all(Path(p).is_file() for p in table["local_path"])
-        ledger = (out / "ledger.jsonl").read_text()
+        before = len(state_events(out))
         second = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 0, second.stderr
-        assert json.loads(second.stdout)["exit_code"] == 0
-        added = (out / "ledger.jsonl").read_text()[len(ledger) :]
-        assert [json.loads(line)["event"] for line in added.splitlines()] == ["run"]
+        again = json.loads(second.stdout)
+        assert again["exit_code"] == 0
+        assert again["this_run"] == {"submitted": 0, "succeeded": 0, "failed": 0, "images": 0, "spent_usd": 0}
+        assert [e.kind for e in state_events(out)[before:]] == ["run"]

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 from engine_fake import FakeRunware
-from test_engine import Batch, make_row, make_spec
+from rich.console import Console
+from test_engine import Batch, make_row, make_spec, state_events
 
 from pipeline.errors import LockHeldError, ManifestError
+from pipeline.jobspec import load_job_spec
+from pipeline.ledger import read_events as state_events_of_ledger
 from pipeline.lock import job_lock
 from pipeline.runner import Provider, run_job
+from pipeline.sandbox import SandboxSettings, SandboxThread
 
 KEY = "sk-runner-SECRET"
 
@@ -44,6 +52,7 @@ class TestRunJob:
             "images": 6,
             "spent_usd": pytest.approx(0.066),
             "exit_code": 1,
+            "this_run": {"submitted": 6, "succeeded": 6, "failed": 0, "images": 6, "spent_usd": 0.066},
             "stopped_models": [],
         }
         results = pl.read_parquet(spec.out_dir / "results.parquet")
@@ -95,3 +104,43 @@ class TestErrors:
         assert info.value.exit_code == 2
         assert "unreadable after row 1" in str(info.value)
         assert (spec.out_dir / "results.parquet").exists()  # what was done before the error is kept
+
+
+FIXTURE_01 = Path(__file__).parent / "data" / "v01_job"
+
+
+class TestUpgradeFrom01:
+    @pytest.mark.anyio
+    async def test_a_01_job_is_imported_once_and_resumed(self, tmp_path: Path) -> None:
+        """The first run of a job the 0.1 code ran: its ledger is imported (with progress) and kept as it
+        was; done rows are not sent again, its tasks in doubt are settled with their own taskUUIDs, and
+        the money adds up to 0.1's spend plus this run's."""
+        shutil.copytree(FIXTURE_01, tmp_path / "job")
+        ledger = tmp_path / "job" / "out" / "ledger.jsonl"
+        before = ledger.read_bytes()
+        done_01 = {e.id for e in state_events_of_ledger(ledger) if e.kind == "succeeded"}
+        expected = json.loads((FIXTURE_01 / "expected.json").read_text())
+        in_doubt_01 = {row["id"] for row in expected["rows"] if row["state"] == "in_doubt"}
+        progress = io.StringIO()
+        with SandboxThread(SandboxSettings()) as sb:
+            job = tmp_path / "job" / "job.toml"
+            job.write_text(job.read_text().replace("http://127.0.0.1:18731/v1", sb.url))
+            outcome = await run_job(
+                load_job_spec(job),
+                Provider(sb.url, KEY),
+                console=Console(file=progress, width=200),
+                handle_signals=False,
+            )
+            bill = sb.billing()
+        assert "importing the 0.1 ledger.jsonl into state.db" in progress.getvalue()
+        assert ledger.read_bytes() == before
+        run = outcome.this_run
+        assert (bill["tasks"], bill["duplicate_tasks"]) == (run.succeeded, 0)
+        assert outcome.spent_usd == Decimal("0.506") + run.spent_usd
+        events = state_events(tmp_path / "job" / "out")
+        assert [e.kind for e in events[:165]] == [e.kind for e in state_events_of_ledger(ledger)]
+        resent = {e.id for e in events[165:] if e.kind == "submitted"}
+        settled = {e.id for e in events[165:] if e.kind == "succeeded"} - resent
+        assert resent and not resent & done_01  # done rows are never sent again
+        assert settled == in_doubt_01  # settled with their 0.1 taskUUIDs, no new task
+        assert run.submitted == sum(e.kind == "submitted" for e in events[165:])

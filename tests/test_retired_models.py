@@ -24,11 +24,12 @@ from pipeline.cli.run import stopped_model_lines
 from pipeline.errors import ModelRefusedError, ModelUnavailableError
 from pipeline.events import SubmittedEvent
 from pipeline.jobspec import load_job_spec
-from pipeline.ledger import LedgerWriter, task_uuid_for
+from pipeline.ledger import task_uuid_for
 from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, StoppedModel
 from pipeline.rows import ImageRequest, Row
 from pipeline.runner import Provider, run_job
 from pipeline.sandbox import SandboxHandle, SandboxSettings, SandboxThread
+from pipeline.state import open_job_state
 
 RETIRED, LIVE = "openai:1@2", "openai:gpt-image@2"
 CODES = ["invalidModel", "modelNotFound", "modelUnavailable"]
@@ -149,10 +150,10 @@ class TestSettle:
         spec = make_spec(tmp_path, concurrency=1)
         rows = [model_row(i) for i in range(4)]
         fake = FakeRunware(retired={RETIRED: "invalidModel"})
-        with LedgerWriter.for_spec(spec) as ledger:
+        with open_job_state(spec.out_dir, job=spec.name) as store:
             for row in rows[:3]:
-                uid = task_uuid_for(ledger.namespace, row.fingerprint, 1)
-                ledger.append(
+                uid = task_uuid_for(store.namespace, row.fingerprint, 1)
+                store.record(
                     SubmittedEvent.for_row(row, task_uuid=uid, attempt=1, run_id="x", estimate_usd=0.011)
                 )
             fake.tasks[uid] = {"numberResults": 1}  # the last one ran (and was paid) before the crash
@@ -255,9 +256,10 @@ async def run_in_process(job: Path, url: str) -> Outcome:
     return await run_job(load_job_spec(job), Provider(url, KEY), handle_signals=False)
 
 
-def sent(sandbox: SandboxHandle) -> int:
-    """POST /v1 requests that reached the sandbox (with sync delivery and no faults: inference ones)."""
-    return int(sandbox.billing()["requests"])
+def sent(sandbox: SandboxHandle, runs: int = 1) -> int:
+    """imageInference requests that reached the sandbox: POST /v1 requests (with sync delivery and no
+    faults) but each run's first, the free check of its API key."""
+    return int(sandbox.billing()["requests"]) - runs
 
 
 class TestAgainstTheSandbox:

@@ -1,4 +1,4 @@
-"""The API key never appears in logs, errors, results, ledgers or reports."""
+"""The API key never appears in logs, errors, results, the job's state, its audit export or reports."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.runner import Provider
 from pipeline.sandbox import SandboxSettings, SandboxThread
+from pipeline.state import STATE_NAME, Store, export_events
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-live-NEVER-PRINT-ME-7f3a9c"
@@ -49,7 +50,8 @@ def files_containing(folder: Path, needle: bytes) -> list[Path]:
 
 
 def test_key_is_in_no_output_of_a_verbose_run(tmp_path: Path, sandbox: SandboxThread) -> None:
-    """Run, status, results and report at -vv: the key is in no stream and no file they write."""
+    """Run, status, results and report at -vv: the key is in no stream and no file they write (the
+    state database and its audit export included)."""
     job = write_job(tmp_path, sandbox.url)
     run = pipeline("run", str(job), "-vv", key=KEY)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -63,6 +65,8 @@ def test_key_is_in_no_output_of_a_verbose_run(tmp_path: Path, sandbox: SandboxTh
     outputs.append(report)
 
     assert (tmp_path / "out" / "results.parquet").is_file()
+    with Store.open(tmp_path / "out" / STATE_NAME) as store:
+        assert export_events(store, tmp_path / "out" / "audit.jsonl") > 12
     for proc in outputs:
         assert KEY not in proc.stdout and KEY not in proc.stderr
     assert files_containing(tmp_path / "out", KEY.encode()) == []
@@ -75,6 +79,7 @@ def test_a_wrong_key_is_refused_without_echoing_it(tmp_path: Path, sandbox: Sand
     run = pipeline("run", str(job), "-vv", key=wrong)
     assert run.returncode == 5, run.stderr[-2000:]
     assert "invalid" in run.stderr.lower() or "401" in run.stderr
+    assert "Traceback" not in run.stderr
     for secret in (wrong, KEY):
         assert secret not in run.stdout and secret not in run.stderr
         assert files_containing(tmp_path / "out", secret.encode()) == []

@@ -1,8 +1,7 @@
-"""`pipeline run`, `pipeline status` and `pipeline results`: run or resume a job, and read its ledger.
+"""`pipeline run`: run or resume a job.
 
-pipeline run jobs/demo.toml            # exit 0 all done, 1 some failed, 3 limit, 4 locked, 5 provider
-pipeline status jobs/demo.toml --json  # what the ledger says now
-pipeline results jobs/demo.toml        # rebuild results.parquet (and .csv) from the ledger
+pipeline run jobs/demo.toml          # exit 0 all done, 1 some failed, 3 limit, 4 locked, 5 provider
+pipeline run jobs/demo.toml --json   # the job's totals, and "this_run": what this invocation did
 """
 
 from __future__ import annotations
@@ -17,20 +16,17 @@ from typing import Any
 import anyio
 
 from pipeline.cli._output import emit_json, err_console, say
-from pipeline.errors import ConfigError, ModelUnavailableError, UsageError
+from pipeline.errors import ConfigError, ModelUnavailableError
 from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.ledger import LEDGER_NAME, load_state
-from pipeline.manifest import read_manifest
 from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
 from pipeline.profiles import ProviderProfile, load_model_profile, load_provider_profile
-from pipeline.results import rebuild_results
 from pipeline.runner import Provider, run_job
 
-__all__ = ["register", "resolve_provider", "stopped_model_lines"]
+__all__ = ["register", "resolve_provider", "stopped_model_lines", "this_run_line"]
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Register `run`, `status` and `results`."""
+    """Register `run`."""
     run = subparsers.add_parser(
         "run", parents=[common], help="run or resume a job until every row is done or a limit is hit"
     )
@@ -39,14 +35,6 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--progress-interval", type=float, default=10.0, help="seconds between progress lines off a terminal"
     )
     run.set_defaults(func=_handle_run)
-    status = subparsers.add_parser("status", parents=[common], help="what the ledger says now")
-    status.add_argument("job", metavar="JOB.toml", help="the job spec")
-    status.set_defaults(func=_handle_status)
-    results = subparsers.add_parser(
-        "results", parents=[common], help="rebuild the results table from the ledger"
-    )
-    results.add_argument("job", metavar="JOB.toml", help="the job spec")
-    results.set_defaults(func=_handle_results)
 
 
 # -- provider ------------------------------------------------------------------------------------------
@@ -108,8 +96,11 @@ def _handle_run(args: argparse.Namespace) -> int:
         _warn_lifecycle(
             spec, quiet=args.quiet, models=outcome.used - {spec.defaults.model, *outcome.models.stopped}
         )
+    # even with --quiet or --json: why the run exits 5, and what to do about it
+    if outcome.stop is Stop.FATAL and outcome.fatal is not None:
+        say(f"stopped by the provider: {outcome.fatal}")
     for line in stopped_model_lines(outcome, dt.date.today()):
-        say(line)  # even with --quiet or --json: it is why the run exits 5, and what to do about it
+        say(line)
     return outcome.exit_code()
 
 
@@ -157,6 +148,15 @@ def _instead(replacement: str | None) -> str:
     return f'Its replacement is {replacement}: set model = "{replacement}" {where}.'
 
 
+def this_run_line(outcome: Outcome) -> str:
+    """What this invocation did: "this run: 12 sent, 12 succeeded, 0 failed, 12 images, $0.1320"."""
+    run = outcome.this_run
+    return (
+        f"this run: {run.submitted} sent, {run.succeeded} succeeded, {run.failed} failed, "
+        f"{run.images} images, ${run.spent_usd:.4f}"
+    )
+
+
 def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
     rows = outcome.summary()["rows"]
     say(
@@ -164,6 +164,7 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
         f"{rows['pending']} pending, {rows['in_doubt']} in doubt; {outcome.images} images, "
         f"spent ${outcome.spent_usd:.4f}"
     )
+    say(this_run_line(outcome))
     if outcome.stop is Stop.BUDGET:
         say(
             f"budget of ${spec.limits.budget_usd} reached: the rows left would cost about "
@@ -171,50 +172,5 @@ def _print_outcome(spec: JobSpec, outcome: Outcome) -> None:
         )
     elif outcome.stop is Stop.RUNTIME:
         say("max_runtime reached: run again to continue")
-    elif outcome.stop is Stop.FATAL and outcome.fatal is not None:
-        say(f"stopped by the provider: {outcome.fatal}")
     elif outcome.stop is Stop.INTERRUPT or outcome.cancelled:
         say("interrupted: run again to resume")
-
-
-# -- status and results --------------------------------------------------------------------------------
-
-
-def status_payload(spec: JobSpec) -> dict[str, Any]:
-    """The `pipeline status --json` shape: the manifest's rows by the ledger's state."""
-    state = load_state(spec.out_dir / LEDGER_NAME)
-    rows = {"total": 0, "rejected": 0, "succeeded": 0, "failed": 0, "pending": 0, "in_doubt": 0}
-    for batch in read_manifest(spec, batch_size=10_000):
-        rows["rejected"] += len(batch.rejects)
-        rows["total"] += len(batch.rejects) + len(batch.rows)
-        for row in batch.rows:
-            rows[state.row_state(row.id, row.fingerprint) or "pending"] += 1
-    return {"rows": rows, "images": state.images, "spent_usd": float(state.spent_usd), "exit_code": 0}
-
-
-def _handle_status(args: argparse.Namespace) -> int:
-    spec = load_job_spec(args.job)
-    payload = status_payload(spec)
-    if args.json:
-        emit_json(payload)
-        return 0
-    rows = payload["rows"]
-    say(
-        f"{spec.name}: {rows['total']} rows: {rows['succeeded']} done, {rows['failed']} failed, "
-        f"{rows['in_doubt']} in doubt, {rows['pending']} pending, {rows['rejected']} rejected; "
-        f"{payload['images']} images, spent ${payload['spent_usd']:.4f}",
-        stdout=True,
-    )
-    return 0
-
-
-def _handle_results(args: argparse.Namespace) -> int:
-    spec = load_job_spec(args.job)
-    if not (spec.out_dir / LEDGER_NAME).exists():
-        raise UsageError(f"{spec.out_dir / LEDGER_NAME}: no ledger yet: run the job first")
-    path = rebuild_results(spec)
-    if args.json:
-        emit_json({"results": str(path), "formats": list(spec.output.formats)})
-    elif not args.quiet:
-        say(f"wrote {path}")
-    return 0
