@@ -5,9 +5,15 @@
     for batch in read_manifest(spec):
         ...
 
-The sandbox server has its own namespace: ``pipeline.sandbox``.
+The sandbox server has its own namespace: ``pipeline.sandbox``. Names are imported on first use, so
+``import pipeline`` (and ``pipeline --help``) pulls in neither polars nor the HTTP stack.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import lazy_exports
 from pipeline.errors import (
     ConfigError,
     FatalError,
@@ -27,13 +33,33 @@ from pipeline.errors import (
     TransientProviderError,
     UsageError,
 )
-from pipeline.fingerprint import fingerprint
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.ledger import LedgerWriter, load_state, read_row_states
-from pipeline.manifest import ManifestBatch, Reject, read_manifest
-from pipeline.profiles import ModelProfile, ProviderProfile, load_model_profile, load_provider_profile
-from pipeline.results import rebuild_results, write_results
-from pipeline.rows import ImageRequest, Row
+
+if TYPE_CHECKING:
+    from pipeline.fingerprint import fingerprint
+    from pipeline.jobspec import JobSpec, load_job_spec
+    from pipeline.ledger import LedgerWriter, load_state
+    from pipeline.manifest import ManifestBatch, Reject, read_manifest
+    from pipeline.profiles import ModelProfile, ProviderProfile, load_model_profile, load_provider_profile
+    from pipeline.results import rebuild_results, write_results
+    from pipeline.rows import ImageRequest, Row
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pipeline.fingerprint": ("fingerprint",),
+        "pipeline.jobspec": ("JobSpec", "load_job_spec"),
+        "pipeline.ledger": ("LedgerWriter", "load_state"),
+        "pipeline.manifest": ("ManifestBatch", "Reject", "read_manifest"),
+        "pipeline.profiles": (
+            "ModelProfile",
+            "ProviderProfile",
+            "load_model_profile",
+            "load_provider_profile",
+        ),
+        "pipeline.results": ("rebuild_results", "write_results"),
+        "pipeline.rows": ("ImageRequest", "Row"),
+    },
+)
 
 __all__ = [
     "ConfigError",
@@ -67,7 +93,6 @@ __all__ = [
     "load_provider_profile",
     "load_state",
     "read_manifest",
-    "read_row_states",
     "rebuild_results",
     "write_results",
 ]

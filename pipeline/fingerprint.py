@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from pipeline.references import file_sha256, is_remote
 from pipeline.rows import ImageRequest
+
+if TYPE_CHECKING:  # polars only for the vectorised forms: `pipeline status` never loads it
+    import polars as pl
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -77,6 +79,8 @@ def request_fingerprint(request: ImageRequest) -> str:
 def fingerprint_text_expr(ref_keys: pl.Expr, options: Sequence[str] = ()) -> pl.Expr:
     """``fingerprint_text`` over the resolved columns of a manifest frame (``ref_keys``: joined keys;
     ``options``: the frame's option columns besides quality and background, text or null)."""
+    import polars as pl
+
     head = [
         pl.lit(FINGERPRINT_VERSION),
         pl.col("model"),
@@ -99,6 +103,8 @@ def fingerprint_text_expr(ref_keys: pl.Expr, options: Sequence[str] = ()) -> pl.
 
 def hash_texts(texts: pl.Series, length: int = 64) -> pl.Series:
     """sha256 hex (first ``length`` digits) of each text; null stays null."""
+    import polars as pl
+
     sha = hashlib.sha256
     return pl.Series(
         texts.name,

@@ -18,12 +18,10 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import polars as pl
 
 from pipeline.errors import PipelineError
 from pipeline.events import (
@@ -86,8 +84,6 @@ __all__ = [
     "new_run_id",
     "read_events",
     "read_records",
-    "read_row_states",
-    "read_submitted",
     "task_uuid_for",
     "utc_now",
 ]
@@ -183,117 +179,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-_ROW_STATES_SCHEMA = {"id": pl.String, "fingerprint": pl.String, "state": pl.String}
-_TASK_EVENTS = ("submitted", "succeeded", "failed")
-
-
-def read_row_states(path: str | Path) -> pl.DataFrame:
-    """``id, fingerprint, state`` of every row the ledger has seen (fast: for ``pipeline plan``).
-
-    Reads only four fields per line with polars; falls back to the line-by-line reader (exact errors with
-    line numbers) when polars cannot parse the file.
-    """
-    path = Path(path)
-    if not path.exists():
-        return pl.DataFrame(schema=_ROW_STATES_SCHEMA)
-    try:
-        lines = _read_task_fields(path)
-    except pl.exceptions.PolarsError:
-        return _row_states_by_fold(path)
-    ok = (pl.col("event") == "succeeded").any()
-    last = pl.col("event").last()
-    last_failed = pl.col("retryable").filter(pl.col("event") == "failed").last()
-    return (
-        lines.filter(pl.col("event").is_in(_TASK_EVENTS))
-        .group_by("id", "fingerprint", maintain_order=True)
-        .agg(ok=ok, last=last, retryable=last_failed)
-        .select(
-            "id",
-            "fingerprint",
-            state=pl.when("ok")
-            .then(pl.lit(SUCCEEDED))
-            .when(pl.col("last") == "submitted")
-            .then(pl.lit(IN_DOUBT))
-            .when(pl.col("retryable").not_())
-            .then(pl.lit(FAILED))
-            .otherwise(pl.lit(PENDING)),
-        )
-    )
-
-
-def _read_task_fields(path: Path) -> pl.DataFrame:
-    schema = {"event": pl.String, "id": pl.String, "fingerprint": pl.String, "retryable": pl.Boolean}
-    with path.open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size == 0:
-            return pl.DataFrame(schema=schema)
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return pl.read_ndjson(path, schema=schema)
-        f.seek(0)
-        data = f.read()  # torn last line: parse the complete lines only
-    return pl.read_ndjson(data[: data.rfind(b"\n") + 1], schema=schema)
-
-
-def _request_schema(options: Sequence[str]) -> dict[str, Any]:
-    """What ``SubmittedEvent.for_row`` writes, as polars types (``options``: the option names to read)."""
-    request: dict[str, pl.DataType] = {
-        "model": pl.String(),
-        "prompt": pl.String(),
-        "width": pl.Int64(),
-        "height": pl.Int64(),
-        "quality": pl.String(),
-        "background": pl.String(),
-        "output_format": pl.String(),
-        "number_results": pl.Int64(),
-        "reference_images": pl.List(pl.String),
-        "options": pl.Struct(dict.fromkeys(options, pl.String())),
-    }
-    if not options:
-        del request["options"]
-    return {"event": pl.String, "id": pl.String, "fingerprint": pl.String, "request": pl.Struct(request)}
-
-
-def read_submitted(path: str | Path, ids: pl.Series, options: Sequence[str] = ()) -> pl.DataFrame:
-    """Every ``submitted`` event of the rows ``ids``, in ledger order: ``id, fingerprint``, the request
-    fields (``model, prompt, width, height, quality, background, output_format, number_results,
-    reference_images``) and one column per name in ``options`` (null when the request did not set it).
-
-    One polars pass that keeps only those events (for ``pipeline plan``'s view of changed rows).
-    """
-    path = Path(path)
-    schema = _request_schema(options)
-    wanted = (pl.col("event") == "submitted") & pl.col("id").is_in(ids.implode())
-    if not path.exists() or path.stat().st_size == 0:
-        frame = pl.DataFrame(schema=schema)
-    else:
-        try:
-            frame = pl.scan_ndjson(path, schema=schema).filter(wanted).collect()
-        except pl.exceptions.PolarsError:  # a torn last line, or a line polars cannot type
-            frame = _submitted_by_records(path, schema, set(ids.to_list()))
-    frame = frame.drop("event").unnest("request")
-    return frame.unnest("options") if options else frame
-
-
-def _submitted_by_records(path: Path, schema: dict[str, Any], ids: set[str]) -> pl.DataFrame:
-    records = [
-        record
-        for _, record in read_records(path)
-        if record["event"] == "submitted" and record.get("id") in ids
-    ]
-    return pl.from_dicts(records, schema=schema, strict=False) if records else pl.DataFrame(schema=schema)
-
-
-def _row_states_by_fold(path: Path) -> pl.DataFrame:
-    state = load_state(path)
-    ids, fingerprints = zip(*state.rows, strict=True) if state.rows else ((), ())
-    states = [record.state for record in state.rows.values()]
-    return pl.DataFrame(
-        {"id": list(ids), "fingerprint": list(fingerprints), "state": states}, schema=_ROW_STATES_SCHEMA
-    )
 
 
 # -- writing -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import polars as pl
 
 from pipeline.errors import UsageError
 from pipeline.ledger import LEDGER_NAME
+from pipeline.report_keys import DERIVED_KEYS
 from pipeline.report_ledger import REQUEST_COLUMNS, nano, state_charges, usd
 from pipeline.results import shown_seq
 from pipeline.state import STATE_NAME
@@ -28,7 +29,6 @@ __all__ = ["DERIVED_KEYS", "DETAIL", "Facts", "Source", "load_facts", "parse_whe
 
 RESULTS_NAME = "results.parquet"
 REJECTS_NAME = "rejects.parquet"
-DERIVED_KEYS = ("day", "week", "month", "run", "model", "quality", "size")
 _REQUIRED = ("id", "status", "cost_usd")
 _BASE: dict[str, pl.DataType] = {
     "id": pl.String(),

@@ -18,10 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.report import Report, Stats
+from pipeline.report_keys import FORMATS
 
 __all__ = ["FORMATS", "money6", "safe_csv_text", "show_usd", "to_csv", "to_json", "to_markdown", "to_table"]
 
-FORMATS = ("table", "csv", "json", "markdown")
 _MICRO = Decimal("0.000001")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 TOTAL_LABEL = "(total)"

@@ -9,11 +9,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.fingerprint import request_fingerprint
@@ -40,8 +38,6 @@ from pipeline.ledger import (
     fold,
     load_state,
     read_events,
-    read_row_states,
-    read_submitted,
     task_uuid_for,
 )
 from pipeline.rows import ImageRequest, Row
@@ -315,8 +311,6 @@ class TestReading:
         )
         with pytest.raises(LedgerError, match=r"ledger\.jsonl: line 2"):
             load_state(ledger)
-        with pytest.raises(LedgerError, match="line 2"):
-            read_row_states(ledger)
 
     def test_event_missing_a_field_names_the_line(self, ledger: Path) -> None:
         """A known event without its fields is reported with its line number."""
@@ -543,59 +537,6 @@ class TestTaskUuid:
         }
         assert a not in others and len(others) == 3
         assert a == str(uuid.uuid5(uuid.UUID(NS), "fp:1"))
-
-
-class TestRowStates:
-    def test_matches_the_fold(self, ledger: Path) -> None:
-        """The fast reader used by `pipeline plan` agrees with the full fold on every state."""
-        events = [
-            submitted("ok"),
-            succeeded("ok"),
-            submitted("doubt"),
-            submitted("gone"),
-            failed("gone"),
-            submitted("retry"),
-            failed("retry", retryable=True),
-            DownloadFailedEvent(id="ok", fingerprint="fp", task_uuid="t", index=0, message="x"),
-        ]
-        with LedgerWriter(ledger, job="demo") as writer:
-            for event in events:
-                writer.append(event)
-        frame = read_row_states(ledger)
-        assert frame.columns == ["id", "fingerprint", "state"]
-        got = {(r["id"], r["fingerprint"]): r["state"] for r in frame.iter_rows(named=True)}
-        state = load_state(ledger)
-        assert got == {key: record.state for key, record in state.rows.items()}
-        assert got[("doubt", "fp")] == IN_DOUBT
-
-        with ledger.open("a") as f:
-            f.write('{"event":"succeeded","id":"doubt"')  # torn: still in doubt
-        assert read_row_states(ledger).filter(id="doubt")["state"].to_list() == [IN_DOUBT]
-
-    def test_submitted_requests_of_some_rows(self, ledger: Path) -> None:
-        """read_submitted: the requests sent for the rows asked about, options as columns, in order."""
-        mini = catalog_row("openai:1@2")
-        flare = Row(2, "sku-2", "fp2", replace(mini.request, options=(("moderation", "low"),)))
-        with LedgerWriter(ledger, job="demo") as writer:
-            for event in [*generated(mini)[1:], *generated(flare, ok=False)[1:], submitted("other")]:
-                writer.append(event)
-        frame = read_submitted(ledger, pl.Series(["sku-1", "sku-2"]), options=("moderation", "seed"))
-        assert frame["id"].to_list() == ["sku-1", "sku-2"]
-        assert frame.row(0, named=True) == {
-            "id": "sku-1", "fingerprint": mini.fingerprint, "model": "openai:1@2", "prompt": "a red shoe",
-            "width": 1024, "height": 1024, "quality": "medium", "background": "", "output_format": "JPG",
-            "number_results": 1, "reference_images": [], "moderation": None, "seed": None,
-        }  # fmt: skip
-        assert frame["moderation"].to_list() == [None, "low"]
-        with ledger.open("a") as f:
-            f.write('{"event":"submitted","id":"sku-1"')  # torn: left out
-        assert read_submitted(ledger, pl.Series(["sku-1"]), options=("seed",)).height == 1
-        assert read_submitted(ledger.with_name("none.jsonl"), pl.Series(["sku-1"])).height == 0
-
-    def test_missing_ledger_is_an_empty_frame(self, ledger: Path) -> None:
-        """No ledger yet: every row is new."""
-        frame = read_row_states(ledger)
-        assert frame.height == 0 and frame.columns == ["id", "fingerprint", "state"]
 
 
 WRITER = """

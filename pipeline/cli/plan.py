@@ -20,8 +20,6 @@ from typing import Any
 
 from pipeline.cli._output import emit_json, out_console
 from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.plan_format import plan_json, render_plan
-from pipeline.planner import build_plan
 from pipeline.profiles import load_provider_profile
 
 __all__ = ["register"]
@@ -57,6 +55,9 @@ def _handle(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     warnings = _provider_warnings(spec)
     today = dt.datetime.now(dt.UTC).date()
+    from pipeline.plan_format import plan_json, render_plan  # polars: only when planning
+    from pipeline.planner import build_plan
+
     plan = build_plan(spec, today, shown_rejects=max(args.show_rejects, 0))
     plan.warnings.extend(warnings)
     if args.json:

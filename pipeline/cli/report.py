@@ -13,8 +13,7 @@ from rich.console import Console
 
 from pipeline.cli._output import say
 from pipeline.errors import UsageError
-from pipeline.report import DERIVED_KEYS, load_facts, parse_when, resolve_sources, summarize
-from pipeline.report_format import FORMATS, to_csv, to_json, to_markdown, to_table
+from pipeline.report_keys import DERIVED_KEYS, FORMATS
 
 _EPILOG = (
     "PATH: job specs (*.toml), output dirs or results files; globs are expanded (quote them). "
@@ -46,6 +45,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _render(report: Any, fmt: str) -> str:
+    from pipeline.report_format import to_csv, to_json, to_markdown, to_table
+
     if fmt == "json":
         return json.dumps(to_json(report), indent=2, default=str) + "\n"
     if fmt == "csv":
@@ -72,6 +73,9 @@ def _handle(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise UsageError(f"--json and --format {args.format} ask for different outputs; give one")
     fmt = args.format or ("json" if args.json else "table")
+    from pipeline.report import load_facts, parse_when, resolve_sources, summarize  # polars: only now
+    from pipeline.report_format import to_table
+
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until, end=True) if args.until else None
     sources = resolve_sources(args.paths)

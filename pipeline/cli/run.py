@@ -20,7 +20,6 @@ from pipeline.errors import ConfigError, ModelUnavailableError
 from pipeline.jobspec import JobSpec, load_job_spec
 from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
 from pipeline.profiles import ProviderProfile, load_model_profile, load_provider_profile
-from pipeline.runner import Provider, run_job
 
 __all__ = ["register", "resolve_provider", "stopped_model_lines", "this_run_line"]
 
@@ -78,6 +77,8 @@ def _handle_run(args: argparse.Namespace) -> int:
     _, endpoint, api_key, delivery = resolve_provider(spec)
     console = None if (args.quiet or args.json) else err_console()
     _warn_lifecycle(spec, quiet=args.quiet)
+
+    from pipeline.runner import Provider, run_job  # httpx, polars: only to run
 
     async def main() -> Outcome:
         async with _endpoint(endpoint) as url:

@@ -15,8 +15,7 @@ from pydantic import ValidationError
 
 from pipeline.cli._output import emit_json, err_console
 from pipeline.errors import UsageError
-from pipeline.sandbox import FAULT_KINDS, SandboxSettings, running_sandbox
-from pipeline.sandbox.settings import RETIRE_CODES
+from pipeline.sandbox.settings import FAULT_KINDS, RETIRE_CODES, SandboxSettings
 
 __all__ = ["build_settings", "parse_fault", "parse_retire", "register"]
 
@@ -131,6 +130,8 @@ def build_settings(args: argparse.Namespace) -> SandboxSettings:
 
 
 async def _serve(settings: SandboxSettings, as_json: bool, quiet: bool) -> None:
+    from pipeline.sandbox.server import running_sandbox  # uvicorn and Pillow: only to serve
+
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with running_sandbox(settings) as sandbox:
             if as_json:

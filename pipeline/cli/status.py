@@ -14,7 +14,6 @@ from pipeline.cli._output import emit_json, say
 from pipeline.errors import UsageError
 from pipeline.jobspec import load_job_spec
 from pipeline.ledger import LEDGER_NAME
-from pipeline.results import rebuild_results
 from pipeline.state import STATE_NAME
 from pipeline.status import read_state, status_payload
 
@@ -63,6 +62,8 @@ def _handle_results(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     if not any((spec.out_dir / name).exists() for name in (STATE_NAME, LEDGER_NAME)):
         raise UsageError(f"{spec.out_dir}: no job state yet: run the job first")
+    from pipeline.results import rebuild_results  # polars: only when rebuilding
+
     path = rebuild_results(spec)
     if args.json:
         emit_json({"results": str(path), "formats": list(spec.output.formats)})

@@ -5,7 +5,23 @@ async with running_sandbox(SandboxSettings(faults={"hang": 0.05})) as sb:
     ...   # POST Runware tasks to sb.url; GET sb.base_url + "/sandbox/billing"
 """
 
-from pipeline.sandbox.server import SandboxHandle, SandboxThread, running_sandbox
-from pipeline.sandbox.settings import FAULT_KINDS, SandboxSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pipeline.sandbox.server import SandboxHandle, SandboxThread, running_sandbox
+    from pipeline.sandbox.settings import FAULT_KINDS, SandboxSettings
+
+# The server (uvicorn, Pillow) is imported only when used: `pipeline --help` needs just the settings.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "pipeline.sandbox.server": ("SandboxHandle", "SandboxThread", "running_sandbox"),
+        "pipeline.sandbox.settings": ("FAULT_KINDS", "SandboxSettings"),
+    },
+)
 
 __all__ = ["FAULT_KINDS", "SandboxHandle", "SandboxSettings", "SandboxThread", "running_sandbox"]
