@@ -213,10 +213,13 @@ class TestRetention:
 
 
 def test_exported_members() -> None:
-    """pipeline.sandbox exports exactly its public names."""
+    """pipeline.sandbox exports exactly its public names: each one resolves (imported on first use),
+    and nothing else public sits in the package's namespace but its submodules."""
     import pipeline.sandbox as sandbox
 
+    missing = [name for name in sandbox.__all__ if not hasattr(sandbox, name)]
+    assert missing == []
     public = {name for name in vars(sandbox) if not name.startswith("_")}
     modules = {"app", "billing", "faults", "images", "render", "server", "service", "settings", "store"}
     modules |= {"uploads", "validation", "wire"}
-    assert set(sandbox.__all__) == public - modules
+    assert public - modules <= set(sandbox.__all__)

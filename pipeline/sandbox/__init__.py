@@ -5,18 +5,16 @@ async with running_sandbox(SandboxSettings(faults={"hang": 0.05})) as sb:
     ...   # POST Runware tasks to sb.url; GET sb.base_url + "/sandbox/billing"
 """
 
-from __future__ import annotations
+import typing as _typing
 
-from typing import TYPE_CHECKING
+from pipeline._lazy import lazy_exports as _lazy_exports
 
-from pipeline._lazy import lazy_exports
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from pipeline.sandbox.server import SandboxHandle, SandboxThread, running_sandbox
     from pipeline.sandbox.settings import FAULT_KINDS, SandboxSettings
 
 # The server (uvicorn, Pillow) is imported only when used: `pipeline --help` needs just the settings.
-__getattr__ = lazy_exports(
+__getattr__ = _lazy_exports(
     __name__,
     {
         "pipeline.sandbox.server": ("SandboxHandle", "SandboxThread", "running_sandbox"),
