@@ -256,22 +256,12 @@ def _texts(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write(file)`` into a temp file beside it, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def into(tmp: Path) -> None:
+        with tmp.open("wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise PipelineError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return _sink_atomic(path, into)
 
 
 def remove_stale_temps(out_dir: Path) -> list[Path]:
@@ -310,7 +300,9 @@ def _plain(value: Any) -> Any:
 
 
 def _sink_atomic(path: Path, sink: Callable[[Path], None]) -> Path:
-    """``write_atomic`` for a lazy frame's sink, which writes to a path rather than a file object."""
+    """``sink(tmp)`` writes a temp file beside ``path`` (a lazy frame's sink takes a path, not a file);
+    it is fsynced, then renamed over ``path``: a reader never sees half a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
