@@ -29,6 +29,7 @@ from pipeline.engine import Engine, EngineHooks
 from pipeline.errors import PipelineError, StoreError
 from pipeline.events import RunEvent
 from pipeline.fetcher import Fetcher
+from pipeline.http_shards import ShardedTransport, environment_proxy
 from pipeline.jobspec import JobSpec
 from pipeline.ledger import new_run_id
 from pipeline.lock import job_lock
@@ -90,7 +91,7 @@ async def run_job(
         try:
             run_id = new_run_id()
             store.record(RunEvent(run_id=run_id))
-            async with _http_client(spec, transport) as http:
+            async with _http_client(spec, provider.endpoint, transport) as http:
                 client = RunwareClient(http, provider.endpoint, provider.api_key)
                 # the fetcher records through the engine's writer (bound once the engine exists)
                 fetcher = (
@@ -174,11 +175,20 @@ def _unwrapped() -> Iterator[None]:
         raise first from group
 
 
-def _http_client(spec: JobSpec, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def _http_client(
+    spec: JobSpec, endpoint: str, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """The run's client: requests to the provider's origin go through small pools (``http_shards``);
+    images on other hosts through httpx's own pool, honouring the environment's proxies for both."""
     connections = spec.limits.concurrency + 8
     timeout = httpx.Timeout(spec.limits.request_timeout_s, connect=min(30.0, spec.limits.request_timeout_s))
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+    if transport is not None:
+        return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+    url = httpx.URL(endpoint)
+    origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+    shards = ShardedTransport(connections, proxy=environment_proxy(endpoint))
+    return httpx.AsyncClient(timeout=timeout, limits=limits, mounts={origin: shards})
 
 
 async def _drive(
