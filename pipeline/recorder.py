@@ -8,11 +8,16 @@
         await recorder.flushed()           # everything added so far is committed
         tg.cancel_scope.cancel()           # the writer commits what is still queued, then ends
 
-Every state change of a run goes through this one task. It commits in a worker thread, one group at a
-time, so the event loop keeps sending meanwhile, and whatever is queued during a commit goes in the next
-one: the busier the run, the bigger the groups (one transaction each; one fsync with ``fsync =
-"always"``). The store is used by one thread at a time and by nothing else: read the committed state
-through a connection of your own. Only ``submitted`` is waited for: a verdict never holds up its row.
+Every state change of a run goes through this one task, one group at a time: whatever was queued since
+the last group goes in the next one (one transaction each). A commit that returns from the page cache
+(``fsync = "group"`` or ``"never"``: well under a millisecond for a group) is made on the event loop
+itself, since handing it to a thread costs more: the thread waits for the GIL, up to Python's 5 ms
+switch interval while the loop is busy, and every request waits for its ``submitted``. With ``fsync =
+"always"`` each commit waits for the disk, so it is made in a worker thread while the loop keeps
+sending, and what is queued meanwhile goes in the next group: the busier the run, the bigger the groups
+(one fsync each). The store is used by one thread at a time and by nothing else: read the committed
+state through a connection of your own. Only ``submitted`` is waited for: a verdict never holds up its
+row.
 
 A commit that fails (a full disk) raises ``StoreError`` in the writer, which ends the run; every waiter
 gets the error too, so no request is sent whose ``submitted`` was not committed.
@@ -90,21 +95,27 @@ class Recorder:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 group, self._queue = self._queue, []
-                try:
-                    # not abandoned when cancelled: a commit under way completes before the finally below
-                    await anyio.to_thread.run_sync(self._write, group)
-                finally:
-                    # Cancelled before the thread ran: the group goes back to be written below; after
-                    # it ran: ``_wrote`` says it committed (the cancellation came with its return).
-                    done = self._wrote is group
-                    if not done and self.error is None:
-                        self._queue[:0] = group
-                    self._committed(group, done)
+                await self._commit(group)
         finally:  # cancelled (end of run, or a second Ctrl-C): what is queued is kept, synchronously
             if self.error is None:
                 group, self._queue = self._queue, []
                 self._write(group)
                 self._committed(group, True)
+
+    async def _commit(self, group: list[Event]) -> None:
+        try:
+            if self.store.commits_wait_for_disk:
+                # not abandoned when cancelled: a commit under way completes before the finally below
+                await anyio.to_thread.run_sync(self._write, group)
+            else:
+                self._write(group)
+        finally:
+            # Cancelled before the thread ran: the group goes back to be written at the end; after it
+            # ran: ``_wrote`` says it committed (the cancellation came with its return).
+            done = self._wrote is group
+            if not done and self.error is None:
+                self._queue[:0] = group
+            self._committed(group, done)
 
     def _write(self, group: list[Event]) -> None:
         if group:

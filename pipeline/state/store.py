@@ -72,10 +72,13 @@ class Store:
     """One connection to a job's state database. Build with ``Store.open``. One writer per database (the
     job lock), and calls on one Store must not overlap (one task, or one thread at a time)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, group_commit_s: float | None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, durability: Durability, group_commit_ms: float
+    ) -> None:
         self.path = path
         self._conn = conn
-        self._group_commit_s = group_commit_s  # None: no background fsync
+        self.commits_wait_for_disk = durability == "always"  # each commit fsyncs before it returns
+        self._group_commit_s = group_commit_ms / 1000 if durability == "group" else None  # background fsync
         self._sync: GroupSync | None = None  # started by the first commit (a reader never starts one)
         self._log = EventLog(conn, _DIALECT)
         self._next_seq = self._log.last_seq() + 1
@@ -105,7 +108,7 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {synchronous_pragma(durability)}")
             ensure_schema(conn, _DIALECT, name=str(path))
-            store = cls(conn, path, group_commit_ms / 1000 if durability == "group" else None)
+            store = cls(conn, path, durability, group_commit_ms)
             if job is not None and not store._has_job:
                 store.record(JobEvent(namespace=str(uuid.uuid4()), job=job))
         except sqlite3.Error as exc:
