@@ -9,9 +9,10 @@ prompts edited (``manifest.parquet``, what the nightly run reads). ``state`` rea
 the pipeline's own ``read_manifest`` (so every fingerprint is the one a command computes) and records, per
 row, the events a real run would have written: ``submitted`` and ``succeeded`` (one image, its cost), a
 ``downloaded`` for half the rows, a retryable ``failed`` then a second attempt for 0.5%. ``db`` records
-them with ``Store.record_many`` in big batches; ``jsonl`` with the 0.1 ``LedgerWriter``. Only APIs that
-0.1 shares with today's code are used, so the same file generates the 0.1 state when run by the 0.1
-checkout's Python.
+them with ``Store.record_many`` in big batches; ``jsonl`` writes them as 0.1's ledger lines (its job header,
+then one ``event_to_json`` line per event, as 0.1's ``LedgerWriter`` wrote them). Only APIs that 0.1 shares
+with today's code are used (the taskUUID function is found where each keeps it), so the same file
+generates the 0.1 state when run by the 0.1 checkout's Python.
 """
 
 from __future__ import annotations
@@ -100,15 +101,16 @@ def _db_sink(out_dir: Path, job: str) -> _Sink:
 
 
 def _jsonl_sink(out_dir: Path, job: str) -> _Sink:
-    from pipeline.ledger import LedgerWriter
+    from pipeline.events import JobEvent, event_to_json
 
-    ledger = LedgerWriter(out_dir / "ledger.jsonl", job=job, fsync="never")
+    header = JobEvent(namespace=str(uuid.uuid4()), job=job)
+    ledger = (out_dir / "ledger.jsonl").open("w", encoding="utf-8")
+    ledger.write(event_to_json(header) + "\n")
 
     def write(events: list[Any]) -> None:
-        for event in events:
-            ledger.append(event)
+        ledger.writelines(event_to_json(event) + "\n" for event in events)
 
-    return _Sink(ledger.namespace, write, ledger.close)
+    return _Sink(header.namespace, write, ledger.close)
 
 
 def _at(second: float) -> str:
@@ -118,7 +120,11 @@ def _at(second: float) -> str:
 def _row_events(row: Any, k: int, namespace: str, run_id: str, rng: random.Random) -> Iterator[Any]:
     """What a run records for manifest row ``k``: submitted, (failed, submitted,) succeeded, downloaded."""
     from pipeline.events import DownloadedEvent, FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
-    from pipeline.ledger import task_uuid_for
+
+    try:
+        from pipeline.state.ids import task_uuid_for
+    except ImportError:  # run by the 0.1 checkout's Python: its own
+        from pipeline.ledger import task_uuid_for
 
     fp, rid, request = row.fingerprint, row.id, row.request
     cost = 0.005 if request.quality == "low" else 0.011

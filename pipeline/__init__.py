@@ -37,7 +37,6 @@ from pipeline.errors import (
 if TYPE_CHECKING:
     from pipeline.fingerprint import fingerprint
     from pipeline.jobspec import JobSpec, load_job_spec
-    from pipeline.ledger import LedgerWriter, load_state
     from pipeline.manifest import ManifestBatch, Reject, read_manifest
     from pipeline.profiles import ModelProfile, ProviderProfile, load_model_profile, load_provider_profile
     from pipeline.results import rebuild_results, write_results
@@ -48,7 +47,6 @@ __getattr__ = lazy_exports(
     {
         "pipeline.fingerprint": ("fingerprint",),
         "pipeline.jobspec": ("JobSpec", "load_job_spec"),
-        "pipeline.ledger": ("LedgerWriter", "load_state"),
         "pipeline.manifest": ("ManifestBatch", "Reject", "read_manifest"),
         "pipeline.profiles": (
             "ModelProfile",
@@ -67,7 +65,6 @@ __all__ = [
     "FatalProviderError",
     "ImageRequest",
     "JobSpec",
-    "LedgerWriter",
     "LimitReachedError",
     "LockHeldError",
     "ManifestBatch",
@@ -91,7 +88,6 @@ __all__ = [
     "load_job_spec",
     "load_model_profile",
     "load_provider_profile",
-    "load_state",
     "read_manifest",
     "rebuild_results",
     "write_results",

@@ -24,8 +24,8 @@ import anyio.to_thread
 import httpx
 
 from pipeline.errors import PermanentError, PipelineError, TransientError
-from pipeline.ledger_state import PendingDownload
 from pipeline.state import Store
+from pipeline.state.rule import PendingDownload
 
 __all__ = [
     "DownloadError",

@@ -36,6 +36,7 @@ from anyio.abc import TaskGroup
 
 from pipeline.budget import Budget, estimate_usd
 from pipeline.downloads import pending_downloads
+from pipeline.earlier_models import generated_by_earlier_model, settings_of
 from pipeline.errors import (
     FatalProviderError,
     PermanentError,
@@ -45,8 +46,6 @@ from pipeline.errors import (
 from pipeline.events import SubmittedEvent
 from pipeline.fetcher import Fetcher
 from pipeline.jobspec import JobSpec
-from pipeline.ledger import task_uuid_for
-from pipeline.ledger_state import PendingDownload, generated_by_earlier_model, settings_of
 from pipeline.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
 from pipeline.outcome import Outcome, Stop
 from pipeline.profiles import load_model_profile
@@ -66,7 +65,8 @@ from pipeline.runware import (
     is_overload,
 )
 from pipeline.state import Store
-from pipeline.state.rule import PENDING, SUCCEEDED, image_extension
+from pipeline.state.ids import task_uuid_for
+from pipeline.state.rule import PENDING, SUCCEEDED, PendingDownload, image_extension
 from pipeline.uploads import ReferenceUploader, Resolved, is_reference_refusal
 from pipeline.verdicts import failed_event, succeeded_event
 

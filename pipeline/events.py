@@ -6,7 +6,7 @@
 
 Events are plain slotted dataclasses (not frozen, for speed on million-line ledgers): treat them as
 immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum
-them exactly with ``Decimal(str(x))``. ``pipeline.ledger`` re-exports every name here.
+them exactly with ``Decimal(str(x))``. ``pipeline.state.ledger_file`` reads them from a 0.1 ledger.
 """
 
 from __future__ import annotations

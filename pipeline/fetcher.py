@@ -22,8 +22,8 @@ from pipeline.downloads import DownloadError, download_image, render_filename
 from pipeline.errors import PipelineError
 from pipeline.events import DownloadedEvent, DownloadFailedEvent
 from pipeline.jobspec import JobSpec
-from pipeline.ledger_state import PendingDownload
 from pipeline.retry import Backoff, retry_policy
+from pipeline.state.rule import PendingDownload
 
 __all__ = ["Fetcher"]
 

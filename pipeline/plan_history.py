@@ -85,7 +85,7 @@ def earlier_model_ids(
 ) -> pl.Series:
     """Ids of ``changed`` rows that succeeded before on another model with the same prompt and the same
     references, by content: an earlier success's fingerprint, recomputed with this row's reference keys,
-    must be its own (``LedgerState.generated_by_earlier_model`` decides the same in a run).
+    must be its own (``pipeline.earlier_models.generated_by_earlier_model`` decides the same in a run).
 
     ``succeeded``: ``id, fingerprint`` of the state's succeeded rows (of these ids at least).
     """

@@ -18,11 +18,10 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import UsageError
-from pipeline.ledger import LEDGER_NAME
 from pipeline.report_keys import DERIVED_KEYS
 from pipeline.report_ledger import REQUEST_COLUMNS, nano, state_charges, usd
 from pipeline.results import shown_seq
-from pipeline.state import STATE_NAME
+from pipeline.state import LEDGER_NAME, STATE_NAME
 from pipeline.status import read_state
 
 __all__ = ["DERIVED_KEYS", "DETAIL", "Facts", "Source", "load_facts", "parse_when", "resolve_sources"]

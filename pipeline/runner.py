@@ -31,7 +31,6 @@ from pipeline.events import RunEvent
 from pipeline.fetcher import Fetcher
 from pipeline.http_shards import ShardedTransport, environment_proxy
 from pipeline.jobspec import JobSpec
-from pipeline.ledger import new_run_id
 from pipeline.lock import job_lock
 from pipeline.manifest import read_manifest
 from pipeline.outcome import Outcome, Stop
@@ -39,6 +38,7 @@ from pipeline.progress import Tally, show_progress
 from pipeline.results import remove_stale_temps, write_rejects, write_results
 from pipeline.runware import RunwareClient
 from pipeline.state import Store, open_job_state
+from pipeline.state.ids import new_run_id
 from pipeline.state.rule import FAILED, IN_DOUBT, SUCCEEDED
 from pipeline.status import record_manifest
 

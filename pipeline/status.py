@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from pipeline.ledger import LEDGER_NAME
-from pipeline.state import STATE_NAME, Store, import_ledger
+from pipeline.state import LEDGER_NAME, STATE_NAME, Store, import_ledger
 from pipeline.state.keys import FINGERPRINT
 from pipeline.state.rule import FAILED, IN_DOUBT, PENDING, ROW_STATES, SUCCEEDED
 

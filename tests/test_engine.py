@@ -332,7 +332,7 @@ class TestResume:
         spec = make_spec(tmp_path)
         row = make_row(0)
         from pipeline.events import SubmittedEvent
-        from pipeline.ledger import task_uuid_for
+        from pipeline.state.ids import task_uuid_for
 
         with open_job_state(spec.out_dir, job=spec.name) as store:
             uid = task_uuid_for(store.namespace, row.fingerprint, 1)

@@ -18,10 +18,10 @@ from test_engine import Batch, make_row, make_spec, state_events
 
 from pipeline.errors import LockHeldError, ManifestError
 from pipeline.jobspec import load_job_spec
-from pipeline.ledger import read_events as state_events_of_ledger
 from pipeline.lock import job_lock
 from pipeline.runner import Provider, run_job
 from pipeline.sandbox import SandboxSettings, SandboxThread
+from pipeline.state.ledger_file import read_events as state_events_of_ledger
 
 KEY = "sk-runner-SECRET"
 

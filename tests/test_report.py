@@ -22,10 +22,9 @@ from test_report_support import (
 
 from pipeline.errors import UsageError
 from pipeline.events import event_from_dict
-from pipeline.ledger import LedgerError
 from pipeline.report import load_facts, parse_when, resolve_sources, spend_over_time, summarize
 from pipeline.results import write_results as write_table
-from pipeline.state import STATE_NAME, Store
+from pipeline.state import STATE_NAME, LedgerError, Store
 
 
 def report_of(*paths: Path | str, by: tuple[str, ...] = (), **kw: dt.datetime):

@@ -24,7 +24,6 @@ from pipeline.events import (
     SucceededEvent,
 )
 from pipeline.jobspec import load_job_spec
-from pipeline.ledger import task_uuid_for
 from pipeline.results import (
     RESULTS_COLUMNS,
     rebuild_results,
@@ -35,6 +34,7 @@ from pipeline.results import (
     write_results,
 )
 from pipeline.state import STATE_NAME, Store
+from pipeline.state.ids import task_uuid_for
 
 
 @dataclass(frozen=True)

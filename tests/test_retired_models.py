@@ -24,12 +24,12 @@ from pipeline.cli.run import stopped_model_lines
 from pipeline.errors import ModelRefusedError, ModelUnavailableError
 from pipeline.events import SubmittedEvent
 from pipeline.jobspec import load_job_spec
-from pipeline.ledger import task_uuid_for
 from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, StoppedModel
 from pipeline.rows import ImageRequest, Row
 from pipeline.runner import Provider, run_job
 from pipeline.sandbox import SandboxHandle, SandboxSettings, SandboxThread
 from pipeline.state import open_job_state
+from pipeline.state.ids import task_uuid_for
 
 RETIRED, LIVE = "openai:1@2", "openai:gpt-image@2"
 CODES = ["invalidModel", "modelNotFound", "modelUnavailable"]

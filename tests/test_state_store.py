@@ -1,4 +1,5 @@
-"""The state store: each event's effect, the same rule as the ledger fold, durability, schema, event log."""
+"""The state store: each event's effect (hand-written expectations), any batching giving the same state,
+durability, schema, event log."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.ledger_state as ledger_state
 import pipeline.state.schema as schema
 from pipeline.events import (
     DownloadedEvent,
@@ -30,11 +30,12 @@ from pipeline.events import (
     UploadedEvent,
     event_to_json,
 )
-from pipeline.ledger import fold, task_uuid_for
 from pipeline.state import SCHEMA_VERSION, STATE_NAME, SchemaError, Store, StoreError, export_events, rule
 from pipeline.state.dialect import POSTGRES, SQLITE
 from pipeline.state.eventlog import BLOCK_EVENTS
+from pipeline.state.ids import task_uuid_for
 from pipeline.state.keys import FINGERPRINT, TASK
+from pipeline.state.store import RowSummary
 
 NS = "6f1c1f8e-3a59-4e0b-9d51-2d4a8f0f7c11"
 FP = "ab" * 32
@@ -242,19 +243,20 @@ class TestRecord:
 
 
 def random_events(rng: random.Random, n: int) -> list[Event]:
-    """Any order of task events over few ids and fingerprints (shared ones included)."""
+    """Any order of task events over a few dozen rows (ids sharing fingerprints included), with successes
+    rare enough that every state stays common."""
     events: list[Event] = []
     fps = [f"{k:064x}" for k in range(3)] + ["short-fp"]
     for _ in range(n):
-        id, fp = rng.choice(["a", "b", "c"]), rng.choice(fps)
+        id, fp = rng.choice("abcdefgh"), rng.choice(fps)
         attempt = rng.randint(0, 4)
         kind = rng.random()
-        if kind < 0.35:
+        if kind < 0.4:
             events.append(submitted(id, fp, attempt, fmt=rng.choice(["JPG", "webp", "", None])))
-        elif kind < 0.55:
+        elif kind < 0.47:
             costs = tuple(rng.choice([0.011, 0.1, None]) for _ in range(rng.randint(0, 3)))
             events.append(succeeded(id, fp, attempt, costs=costs))
-        elif kind < 0.75:
+        elif kind < 0.72:
             events.append(failed(id, fp, attempt, retryable=rng.random() < 0.6))
         elif kind < 0.9:
             events.append(downloaded(id, fp, attempt, index=rng.randint(0, 2)))
@@ -265,49 +267,161 @@ def random_events(rng: random.Random, n: int) -> list[Event]:
     return events
 
 
-def assert_same_as_fold(store: Store, events: list[Event]) -> None:
-    """Everything the fold answers, the store answers the same."""
-    state = fold(events)
-    assert store.counts() == state.counts()
-    assert store.spent_usd() == state.spent_usd and str(store.spent_usd()) == str(state.spent_usd)
-    assert store.attempts() == state.attempts
-    assert store.uploads() == state.uploads
-    assert sorted(e.task_uuid for e in store.in_doubt()) == sorted(e.task_uuid for e in state.in_doubt)
-    assert sorted(store.undownloaded(), key=str) == sorted(state.undownloaded.values(), key=str)
-    totals = store.totals()
-    assert totals["images"] == state.images
-    assert totals["downloaded"] == state.downloaded
-    assert totals["download_failures"] == state.download_failures
-    assert totals["duplicate_successes"] == state.duplicate_successes
-    assert store.run_ids() == state.run_ids
-    for (id, fp), record in state.rows.items():
-        summary = store.row(id, fp)
-        assert summary is not None
-        assert (summary.state, summary.attempts, summary.images) == (
-            record.state,
-            record.attempts,
-            record.images,
+def task_keys(events: list[Event]) -> list[tuple[str, str]]:
+    """The (id, fingerprint) of every row the events send or answer, in first-seen order."""
+    task_kinds = (SubmittedEvent, SucceededEvent, FailedEvent)
+    return list(dict.fromkeys((e.id, e.fingerprint) for e in events if isinstance(e, task_kinds)))
+
+
+def snapshot(store: Store, keys: list[tuple[str, str]]) -> dict[str, object]:
+    """Everything the store answers about the job's state (and about the rows ``keys``)."""
+    return {
+        "counts": store.counts(),
+        "totals": store.totals(),
+        "spent": str(store.spent_usd()),
+        "attempts": store.attempts(),
+        "uploads": store.uploads(),
+        "runs": store.run_ids(),
+        "in_doubt": store.in_doubt(),
+        "undownloaded": store.undownloaded(),
+        "duplicates": store.duplicate_payments(),
+        "rows": {key: store.row(*key) for key in keys},
+        "row_states": store.row_states(keys),
+    }
+
+
+def stated_rule(events: list[Event], key: tuple[str, str]) -> str:
+    """The row-state rule as its documentation states it, read off the row's whole history: succeeded if
+    any succeeded event; else in_doubt if the last task event is submitted; else failed if the last
+    failed event has retryable=false; else pending."""
+    mine = [e for e in events if isinstance(e, (SubmittedEvent, SucceededEvent, FailedEvent))]
+    mine = [e for e in mine if (e.id, e.fingerprint) == key]
+    if any(isinstance(e, SucceededEvent) for e in mine):
+        return rule.SUCCEEDED
+    if isinstance(mine[-1], SubmittedEvent):
+        return rule.IN_DOUBT
+    last_failure = mine[-1]
+    assert isinstance(last_failure, FailedEvent)
+    return rule.PENDING if last_failure.retryable else rule.FAILED
+
+
+class TestEachEventsEffect:
+    """Hand-written histories, with what each event does to the row, its attempts and the spend."""
+
+    # The event; then the row ("a", FP)'s state, its submitted events, next_attempt(FP), the spend, and
+    # the attempts of the tasks in doubt.
+    STEPS = (
+        (submitted("a", attempt=1), rule.IN_DOUBT, 1, 2, "0", [1]),
+        (failed("a", attempt=1, retryable=True), rule.PENDING, 1, 2, "0", []),
+        (submitted("a", attempt=2), rule.IN_DOUBT, 2, 3, "0", [2]),
+        (failed("a", attempt=2, retryable=False), rule.FAILED, 2, 3, "0", []),
+        (submitted("a", attempt=3), rule.IN_DOUBT, 3, 4, "0", [3]),  # a failed row sent again
+        (succeeded("a", attempt=3, costs=(0.1, 0.2)), rule.SUCCEEDED, 3, 4, "0.3", []),
+        (failed("a", attempt=3, retryable=False), rule.SUCCEEDED, 3, 4, "0.3", []),  # a success stands
+        (submitted("a", attempt=4), rule.SUCCEEDED, 4, 5, "0.3", []),  # never in doubt again
+        (succeeded("a", attempt=4, costs=(0.011,)), rule.SUCCEEDED, 4, 5, "0.311", []),  # paid twice
+    )
+
+    def test_a_row_through_every_transition(self, store: Store) -> None:
+        """Each event moves the row as the rule says; a success is final, and a second one is money."""
+        for event, state, sent, next_attempt, spent, in_doubt in self.STEPS:
+            store.record(event)
+            summary = store.row("a", FP)
+            assert summary is not None
+            assert (summary.state, summary.attempts) == (state, sent), event
+            assert store.next_attempt(FP) == next_attempt, event
+            assert str(store.spent_usd()) == spent, event
+            assert [e.attempt for e in store.in_doubt()] == in_doubt, event
+        assert summary.images == 2  # of the first success only
+        totals = store.totals()
+        assert (totals["images"], totals["duplicate_successes"]) == (2, 1)
+        assert len(store.undownloaded()) == 2
+
+    def test_each_row_state(self, store: Store) -> None:
+        """succeeded / in_doubt / failed / pending / never seen, side by side, with the counts."""
+        store.record_many(
+            [
+                submitted("ok"),
+                succeeded("ok"),
+                submitted("doubt"),
+                submitted("gone"),
+                failed("gone", retryable=False),
+                submitted("retry"),
+                failed("retry", retryable=True),
+                submitted("late", fp="f2"),
+                failed("late", fp="f2", retryable=True),
+                submitted("late", fp="f2", attempt=2),
+                succeeded("late", fp="f2", attempt=2),
+                failed("late", fp="f2", attempt=3, retryable=False),
+            ]
         )
-    assert store.row_states(list(state.rows)) == {key: r.state for key, r in state.rows.items()}
+        keys = [("ok", FP), ("doubt", FP), ("gone", FP), ("retry", FP), ("late", "f2"), ("never", FP)]
+        assert [store.row_state(*key) for key in keys] == [
+            rule.SUCCEEDED,
+            rule.IN_DOUBT,
+            rule.FAILED,
+            rule.PENDING,
+            rule.SUCCEEDED,  # any success wins
+            None,
+        ]
+        assert store.counts() == {"succeeded": 2, "failed": 1, "pending": 1, "in_doubt": 1}
+
+    def test_attempts_count_per_fingerprint_across_rows(self, store: Store) -> None:
+        """Two ids with one fingerprint share its attempt numbers: a taskUUID is never reused."""
+        store.record_many([submitted("x", fp="f", attempt=1), submitted("y", fp="f", attempt=2)])
+        assert store.next_attempt("f") == 3
+        assert store.next_attempt("other") == 1
+        assert [store.row(id, "f") for id in "xy"] == [
+            RowSummary(rule.IN_DOUBT, 1, 0),
+            RowSummary(rule.IN_DOUBT, 1, 0),
+        ]
+
+    def test_spend_is_the_images_costs_exactly(self, store: Store) -> None:
+        """Per-image costs add up in Decimal; unknown ones count 0; with none, the event's total counts."""
+        no_costs = succeeded("c", costs=(None,))
+        no_costs.cost_usd = 0.04
+        store.record_many([succeeded("a", costs=(0.1, 0.2)), succeeded("b", costs=(0.5, None)), no_costs])
+        assert str(store.spent_usd()) == "0.84"
+
+    def test_a_download_waits_with_the_extension_of_its_request(self, store: Store) -> None:
+        """The file extension comes from the request's output format, else from the image's URL."""
+        store.record_many([submitted("a", "a" * 64, fmt="JPEG"), succeeded("a", "a" * 64)])
+        store.record_many([succeeded("b", "b" * 64)])  # answers no request this state holds
+        store.record_many([submitted("c", "c" * 64, fmt=None), succeeded("c", "c" * 64)])
+        store.record_many([submitted("d", "d" * 64), succeeded("d", "d" * 64), downloaded("d", "d" * 64)])
+        assert [(p.id, p.ext) for p in store.undownloaded()] == [("a", "jpg"), ("b", "webp"), ("c", "webp")]
 
 
-class TestSameRuleAsTheFold:
-    def test_states_are_the_ledgers(self) -> None:
-        """The rule's state names are the ledger's."""
-        assert rule.ROW_STATES == ledger_state.ROW_STATES
-
+class TestAnyBatching:
     @pytest.mark.parametrize("seed", range(12))
-    def test_random_histories_fold_the_same(self, tmp_path: Path, seed: int) -> None:
-        """Any event history, recorded in batches of any size, gives the state the ledger fold gives."""
+    def test_random_histories_give_one_state_however_batched(self, tmp_path: Path, seed: int) -> None:
+        """Any history recorded one event per transaction, or in batches of any size, gives the same
+        state; each row's state and attempts are what the rule's own wording says of its history."""
         rng = random.Random(seed)
         events = random_events(rng, 300)
-        with Store.open(tmp_path / STATE_NAME, job="demo") as store:
+        keys = task_keys(events)
+        with (
+            Store.open(tmp_path / "each.db", job="demo") as each,
+            Store.open(tmp_path / "batched.db") as batched,
+        ):
+            batched.record(each.header() or JobEvent(namespace=NS, job="demo"))
+            for event in events:
+                each.record(event)
             start = 0
             while start < len(events):
                 size = rng.choice([1, 1, 2, 7, 50])
-                store.record_many(events[start : start + size])
+                batched.record_many(events[start : start + size])
                 start += size
-            assert_same_as_fold(store, events)
+            assert snapshot(batched, keys) == snapshot(each, keys)
+            assert each.row_states(keys) == {key: stated_rule(events, key) for key in keys}
+            sent = [e for e in events if isinstance(e, SubmittedEvent)]
+            for id, fp in keys:
+                summary = each.row(id, fp)
+                assert summary is not None
+                assert summary.attempts == sum(1 for e in sent if (e.id, e.fingerprint) == (id, fp))
+                assert each.next_attempt(fp) == 1 + max(
+                    (e.attempt for e in sent if e.fingerprint == fp), default=0
+                )
 
 
 KILLED_WRITER = """
@@ -468,7 +582,17 @@ class TestEventLog:
             assert store._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
             lines = export(store)
             assert lines[1:] == [event_to_json(e) for e in events]
-            assert_same_as_fold(store, [JobEvent(namespace=store.namespace, job="demo"), *events])
+            done = [i for i in range(BLOCK_EVENTS * 3) if i % 5]
+            assert store.counts() == {
+                "succeeded": len(done),
+                "failed": 0,
+                "pending": 0,
+                "in_doubt": BLOCK_EVENTS * 3 - len(done),
+            }
+            assert store.spent_usd() == Decimal("0.011") * len(done)
+            assert [e.id for e in store.in_doubt()] == [f"r{i}" for i in range(0, BLOCK_EVENTS * 3, 5)]
+            assert [p.id for p in store.undownloaded()] == [f"r{i}" for i in done]
+            assert store.attempts() == {f"{i:064x}": 1 for i in range(BLOCK_EVENTS * 3)}
             late = submitted("late", "e" * 64)
             store.record(late)
             assert export(store)[-1] == event_to_json(late)

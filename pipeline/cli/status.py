@@ -13,8 +13,7 @@ from typing import Any
 from pipeline.cli._output import emit_json, say
 from pipeline.errors import UsageError
 from pipeline.jobspec import load_job_spec
-from pipeline.ledger import LEDGER_NAME
-from pipeline.state import STATE_NAME
+from pipeline.state import LEDGER_NAME, STATE_NAME
 from pipeline.status import read_state, status_payload
 
 __all__ = ["register"]

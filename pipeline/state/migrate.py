@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pipeline.events import Event, JobEvent, event_from_dict
-from pipeline.ledger import LEDGER_NAME, LedgerError, read_records
+from pipeline.events import Event
 from pipeline.state.durability import Durability
+from pipeline.state.ledger_file import LEDGER_NAME, ledger_entries
 from pipeline.state.store import STATE_NAME, Store
 
 __all__ = ["IMPORTING_SUFFIX", "ImportSummary", "Progress", "import_ledger", "open_job_state"]
@@ -87,16 +87,9 @@ def import_ledger(
 
 
 def _ledger_lines(path: Path) -> Iterator[tuple[Event | None, str, str]]:
-    """``(event or None for an unknown kind, kind, JSON line)`` of each complete line, checked as
-    ``pipeline.ledger.read_events`` checks them (a torn last line is skipped)."""
-    for number, record in read_records(path):
-        try:
-            event = event_from_dict(record)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LedgerError(f"{path}: line {number}: malformed {record['event']!r} event ({exc})") from exc
-        if (number == 1) != isinstance(event, JobEvent):
-            what = "line 1 is not the job header" if number == 1 else "a second job header"
-            raise LedgerError(f"{path}: line {number}: {what}")
+    """``(event or None for an unknown kind, kind, JSON line)`` of each complete line (checked, a torn
+    last line skipped: ``ledger_file.ledger_entries``)."""
+    for record, event in ledger_entries(path):
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)  # the line as 0.1 wrote it
         yield event, str(record["event"]), line
 

@@ -7,11 +7,12 @@
 
 Row state for (id, fingerprint): succeeded if any succeeded event; else in_doubt if the last task event is
 submitted; else failed if the last failed event has retryable=false; else pending. ``handle`` is whatever
-the caller keeps of the unanswered ``submitted`` event (the event itself in a fold, its sequence number in
-the store), so the fold over events and the store apply the very same transitions.
+the caller keeps of the unanswered ``submitted`` event (the store keeps its sequence number and task).
 
-It mirrors ``pipeline.ledger_state`` line for line (tests prove they agree); that module's handlers are
-meant to call these functions so the rule lives here only.
+This is the one place the rule is written: the store applies it to every event it records
+(``pipeline.state.changes``), a 0.1 ledger's events included when it is imported. It is the rule 0.1's
+fold of ``ledger.jsonl`` applied; ``tests/data/v01_job`` holds what 0.1 computed for a real job, and the
+tests check the store against it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "PENDING",
     "ROW_STATES",
     "SUCCEEDED",
+    "PendingDownload",
     "RowFacts",
     "event_cost",
     "format_extension",
@@ -48,6 +50,19 @@ PENDING: Final = "pending"
 ROW_STATES: Final = (SUCCEEDED, FAILED, PENDING, IN_DOUBT)
 
 H = TypeVar("H")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDownload:
+    """An image of a row's first success that is not on disk yet."""
+
+    id: str
+    fingerprint: str
+    task_uuid: str
+    index: int
+    image_uuid: str
+    image_url: str
+    ext: str  # "jpg" / "png" / "webp", from the request's output format (else the URL): ``image_extension``
 
 
 @dataclass(slots=True)
