@@ -87,6 +87,10 @@ class SchemaError(StoreError):
     """The state database cannot be used by this version (too new, or an upgrade is missing)."""
 
 
+class LedgerError(PipelineError):
+    """A 0.1 ``ledger.jsonl`` cannot be read for its import (the message names the file and line)."""
+
+
 class LimitReachedError(PipelineError):
     """A budget or runtime limit stopped dispatching with work left."""
 

@@ -17,17 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from pipeline.errors import PipelineError
+from pipeline.errors import LedgerError
 from pipeline.events import Event, JobEvent, event_from_dict
 
 __all__ = ["LEDGER_NAME", "LedgerError", "ledger_entries", "read_events", "read_records"]
 
 LEDGER_NAME: Final = "ledger.jsonl"
 _decode = json.JSONDecoder().decode
-
-
-class LedgerError(PipelineError):
-    """A 0.1 ledger cannot be read (the message names the file and line)."""
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
