@@ -4,6 +4,8 @@
     uv run python benchmarks/state_million.py --rows 100000        # a quick look
     uv run python benchmarks/state_million.py --rows 100000 --code before   # the 0.1 code
     uv run python benchmarks/state_million.py --table              # figures saved so far, as Markdown
+    uv run python benchmarks/state_million.py --only plan          # one step on a fresh copy (not saved)
+    uv run python benchmarks/state_million.py --only run --only results --only report   # in order, one copy
 
 Generates under benchmarks/.data/state_million/ (gitignored, kept between invocations): a catalog-shaped
 Parquet manifest of N rows and a copy with 1% of the prompts edited (``state_data.py manifest``), and the
@@ -248,6 +250,28 @@ def bench(rows: int, code: Code) -> dict[str, object]:
     return figures
 
 
+def only(rows: int, code: Code, steps: list[str]) -> None:
+    """Some steps (``plan``, ``run``...), in the order given, on one fresh copy of the generated state: no
+    baseline run, nothing saved."""
+    fmt = "db" if code.name == "after" else "jsonl"
+    names = ", ".join(steps)
+    print(f"== {code.name} ({code.root}), {rows:,} rows, 1% changed, {names} only; state format: {fmt}")
+    spec, _ = prepared_job(rows, code, fmt)
+    for step in steps:
+        label, command, *extra = ONLY[step]
+        measure(code, label, command, str(spec), *extra)
+
+
+# --only: the steps that run alone (label, command, arguments after the spec), measured as ``bench`` does.
+ONLY = {
+    "plan": ("plan --json", "plan", "--json"),
+    "run": ("run --json (1% changed)", "run", "--json"),
+    "status": ("status --json", "status", "--json"),
+    "results": ("results", "results"),
+    "report": ("report --format json", "report", "--format", "json"),
+}
+
+
 def headline(figures: dict[str, Any]) -> dict[str, float]:
     """The figures the issue's targets name."""
     cases = {c["label"]: c for c in figures["cases"]}
@@ -298,6 +322,12 @@ def main() -> None:
     parser.add_argument("--code", choices=("after", "before", "both"), default="after")
     parser.add_argument("--v01", type=Path, default=Path("/tmp/v01-bench"), help="the 0.1 checkout")
     parser.add_argument("--table", action="store_true", help="print the saved figures as Markdown")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(ONLY),
+        help="run only this step (repeat for more, run in order on one copy; figures not saved)",
+    )
     args = parser.parse_args()
     if args.table:
         table()
@@ -308,7 +338,10 @@ def main() -> None:
         "before": Code("before", str(args.v01 / ".venv" / "bin" / "python"), args.v01, "openai:1@2"),
     }
     for name in ("before", "after") if args.code == "both" else (args.code,):
-        bench(args.rows, codes[name])
+        if args.only:
+            only(args.rows, codes[name], args.only)
+        else:
+            bench(args.rows, codes[name])
 
 
 if __name__ == "__main__":

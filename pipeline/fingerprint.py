@@ -35,6 +35,7 @@ __all__ = [
     "hash_texts",
     "reference_key",
     "request_fingerprint",
+    "sha256_digests",
 ]
 
 FINGERPRINT_VERSION = "image-pipeline/fingerprint/v1"
@@ -101,13 +102,20 @@ def fingerprint_text_expr(ref_keys: pl.Expr, options: Sequence[str] = ()) -> pl.
     return pl.when(text.fill_null("") == "").then(legacy).otherwise(with_options)
 
 
+def sha256_digests(texts: pl.Series) -> list[bytes | None]:
+    """sha256 (32 raw bytes) of each text's UTF-8; null stays None. ``hex()`` of one is the text
+    ``fingerprint`` gives for the same text."""
+    import polars as pl
+
+    sha = hashlib.sha256
+    # Binary cells come out as bytes, already UTF-8: no str objects to build and encode again.
+    blobs: list[bytes | None] = texts.cast(pl.Binary).to_list()
+    return [None if b is None else sha(b).digest() for b in blobs]
+
+
 def hash_texts(texts: pl.Series, length: int = 64) -> pl.Series:
     """sha256 hex (first ``length`` digits) of each text; null stays null."""
     import polars as pl
 
-    sha = hashlib.sha256
-    return pl.Series(
-        texts.name,
-        [None if t is None else sha(t.encode()).hexdigest()[:length] for t in texts.to_list()],
-        dtype=pl.String,
-    )
+    hexes = pl.Series(texts.name, sha256_digests(texts), dtype=pl.Binary).bin.encode("hex")
+    return hexes if length >= 64 else hexes.str.slice(0, length)

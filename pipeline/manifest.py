@@ -4,15 +4,17 @@
         batch.rows      # list[Row]: accepted rows, in manifest order
         batch.rejects   # list[Reject]: row number, id and reason of each bad row
 
-Opening a manifest checks the file as a whole before the first batch: it is copied in one streaming
-pass to a private Parquet snapshot (so every byte is decoded), columns are mapped, every model must be
-known, duplicate ids are found. A bad file thus stops a run before anything is sent. Batches are then
-read from the snapshot one row group at a time. Row rules are polars expressions (``manifest_rules``);
-references (``manifest_refs``), ids and fingerprints are computed per batch.
+Opening a manifest checks the file as a whole before the first batch: it is copied in one pass to a
+private Parquet snapshot (so every byte is decoded), columns are mapped, every model must be known,
+duplicate ids are found. A bad file thus stops a run before anything is sent. Batches are then read from
+the snapshot one row group at a time. Row rules are polars expressions (``manifest_rules``); references
+(``manifest_refs``), ids and fingerprints are computed per batch.
 
 A validated frame (``Manifest.frames``) has ``_row, _id, _fp, _reason``, the request fields (``model``,
 ``prompt``, ``width``, ``height``, ``output_format``, ``number_results``), one column per option in
-``Manifest.options`` (canonical text, null when unset), ``_refs`` and the passthrough columns.
+``Manifest.options`` (canonical text, null when unset), ``_refs`` and the passthrough columns. A checked
+frame (``Manifest.checked_frames``) is the same without ``_fp``: ``Manifest.digests`` hashes its rows
+when a caller needs them (``pipeline plan``: as raw bytes, what the state stores).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.errors import ManifestError
-from pipeline.fingerprint import fingerprint_text_expr, hash_texts
+from pipeline.fingerprint import fingerprint_text_expr, hash_texts, sha256_digests
 from pipeline.jobspec import JobSpec
 from pipeline.manifest_io import Snapshot, scan_table
 from pipeline.manifest_refs import RowReferences
@@ -36,6 +38,7 @@ from pipeline.rows import LEGACY_OPTIONS, ImageRequest, Row
 __all__ = ["Manifest", "ManifestBatch", "Reject", "open_manifest", "read_manifest"]
 
 ID_LENGTH = 16  # hex digits of a content-hash id
+_SURVEY_ROWS = 1_000_000  # rows per slice of the survey (of a few columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,21 +127,26 @@ class Manifest:
         return pl.struct(self.columns.present).hash()
 
     def survey(self) -> None:
-        """Count rows, check every model is known, find duplicate ids (over the snapshot: fast)."""
-        exprs = [pl.col("_row"), self._key_expr().alias("_k")]
+        """Count rows, check every model is known, find duplicate ids: one pass over the snapshot that
+        keeps 8 bytes a row (a hash of each key; the rows whose hashes clash are then compared)."""
+        exprs = [pl.col("_row"), self._key_expr().hash().alias("_h")]
         if "model" in self.columns.present:
             exprs.append(pl.col("model").cast(pl.String).str.strip_chars().alias("model"))
-        frame = self._snapshot.lf.select(exprs).collect()
-        self.total_rows = frame.height
-        if "model" in frame.columns:
-            self._check_models(frame)
-        dups = frame.filter(pl.col("_k").is_duplicated()).group_by("_k").agg(pl.col("_row").min())
-        self._dup_first = dict(zip(dups["_k"].to_list(), dups["_row"].to_list(), strict=True))
+        hashes: list[pl.Series] = []
+        models: list[pl.DataFrame] = []  # each model's first row
+        for part in self._snapshot.slices(_SURVEY_ROWS, exprs):
+            hashes.append(part["_h"])
+            if "model" in part.columns:
+                models.append(part.group_by("model").agg(pl.col("_row").min()))
+        self.total_rows = self._snapshot.rows
+        if models:
+            self._check_models(pl.concat(models).group_by("model").agg(pl.col("_row").min()))
+        self._dup_first = self._duplicates(pl.concat([pl.Series("_h", [], pl.UInt64), *hashes]).sort())
 
-    def _check_models(self, frame: pl.DataFrame) -> None:
+    def _check_models(self, firsts: pl.DataFrame) -> None:
         known = model_profiles()
-        unknown = frame.filter(pl.col("model").is_not_null() & (pl.col("model") != ""))
-        unknown = unknown.filter(~pl.col("model").is_in(list(known)))
+        unknown = firsts.filter(pl.col("model").is_not_null() & (pl.col("model") != ""))
+        unknown = unknown.filter(~pl.col("model").is_in(list(known))).sort("_row")
         if unknown.height:
             column = self.columns.source("model")
             raise ManifestError(
@@ -146,6 +154,18 @@ class Manifest:
                 f"row {unknown['_row'][0]}: unknown model {unknown['model'][0]!r} in column {column!r} "
                 f"(known: {', '.join(sorted(known))})",
             )
+
+    def _duplicates(self, hashes: pl.Series) -> dict[Any, int]:
+        """Each key that more than one row has, and its first row (``hashes``: of every row's key,
+        sorted)."""
+        clashing = hashes.filter(hashes == hashes.shift(1)).unique()
+        if clashing.is_empty():
+            return {}
+        exprs = [pl.col("_row"), self._key_expr().alias("_k")]
+        parts = self._snapshot.slices(_SURVEY_ROWS, exprs, self._key_expr().hash().is_in(clashing.implode()))
+        rows = pl.concat(parts)
+        dups = rows.filter(pl.col("_k").is_duplicated()).group_by("_k").agg(pl.col("_row").min())
+        return dict(zip(dups["_k"].to_list(), dups["_row"].to_list(), strict=True))
 
     def frames(
         self, batch_size: int = 10_000, fingerprint_ids: pl.Series | None = None
@@ -158,22 +178,39 @@ class Manifest:
         for raw in self._snapshot.slices(batch_size):
             yield self._validate(raw, fingerprint_ids)
 
-    def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
+    def checked_frames(self, batch_size: int = 10_000) -> Iterator[pl.DataFrame]:
+        """``frames`` without fingerprints (no ``_fp``): for a caller that hashes only what it needs,
+        with ``digests``."""
+        for raw in self._snapshot.slices(batch_size):
+            yield self._check(raw)
+
+    def digests(self, frame: pl.DataFrame) -> list[bytes | None]:
+        """The fingerprint of each row of a checked frame as its 32 raw bytes (``bytes.hex()`` of one is
+        its ``_fp``); None for a rejected row."""
+        text = pl.when(pl.col("_reason").is_null()).then(self._fingerprint_text(frame))
+        return sha256_digests(frame.select(text.alias("_fp")).to_series())
+
+    def _check(self, raw: pl.DataFrame) -> pl.DataFrame:
+        """Rules, ids and references: everything but the fingerprint."""
         frame = self._rules.apply(raw.with_columns(self._id_expr(), self._key_expr().alias("_k")))
         if not self.columns.has_id:
             frame = frame.with_columns(hash_texts(frame["_id"], ID_LENGTH))
         frame = frame.with_columns(_reason=pl.coalesce(pl.col("_reason"), self._id_reasons(frame)))
-        frame = self._rules.after_references(self._refs.apply(frame))
+        return self._rules.after_references(self._refs.apply(frame))
+
+    def _validate(self, raw: pl.DataFrame, fingerprint_ids: pl.Series | None = None) -> pl.DataFrame:
+        frame = self._check(raw)
         wanted = pl.col("_reason").is_null()
         if fingerprint_ids is not None:
             # Narrow the (large) id list to this batch first: hashing the batch's ids and probing the
             # list is ~8x cheaper than hashing the whole list for every batch.
             here = fingerprint_ids.filter(fingerprint_ids.is_in(frame["_id"].drop_nulls().implode()))
             wanted = wanted & pl.col("_id").is_in(here.implode())
-        options = self._options_set(frame)
-        fp = pl.when(wanted).then(fingerprint_text_expr(pl.col("_refkeys"), options=options))
-        frame = frame.with_columns(_fp=fp)
+        frame = frame.with_columns(_fp=pl.when(wanted).then(self._fingerprint_text(frame)))
         return frame.with_columns(hash_texts(frame["_fp"]))
+
+    def _fingerprint_text(self, frame: pl.DataFrame) -> pl.Expr:
+        return fingerprint_text_expr(pl.col("_refkeys"), options=self._options_set(frame))
 
     def _options_set(self, frame: pl.DataFrame) -> list[str]:
         """The option columns besides quality and background that some row of ``frame`` sets (an

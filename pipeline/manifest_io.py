@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,31 +62,53 @@ def scan_table(path: Path) -> pl.LazyFrame:
 class Snapshot:
     """A Parquet copy of a table (plus a 1-based ``_row``) in a private temp folder, read back in slices.
 
-    Written in one streaming pass, so every byte of the source is decoded (and any error raised)
-    before the first batch; read back one row group at a time, so memory stays flat in the table's
-    size, and a file edited during a run cannot change what the run reads.
+    Written in one pass, so every byte of the source is decoded (and any error raised) before the
+    first batch; read back one row group at a time, so memory stays flat in the table's size, and a
+    file edited during a run cannot change what the run reads.
     """
 
     def __init__(self, lf: pl.LazyFrame, source: Path, row_group_size: int) -> None:
         _remove_orphans()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
-        self.path = self.folder / "snapshot.parquet"
         try:
             with table_errors(source):
-                lf.with_row_index("_row", offset=1).sink_parquet(
-                    self.path, row_group_size=row_group_size, compression="lz4"
-                )
+                if file_format(source) == "parquet":
+                    self._copy_slices(lf, row_group_size)
+                else:
+                    lf.with_row_index("_row", offset=1).sink_parquet(
+                        self.folder / "0.parquet", row_group_size=row_group_size, compression="lz4"
+                    )
         except BaseException:
             self.close()
             raise
-        self.lf = pl.scan_parquet(self.path)
+        self.lf = pl.scan_parquet(self.folder / "*.parquet")
+        self.rows: int = self.lf.select(pl.len()).collect().item()
 
-    def slices(self, size: int) -> Iterator[pl.DataFrame]:
+    def _copy_slices(self, lf: pl.LazyFrame, size: int) -> None:
+        """A Parquet source, slice by slice (each read only its row groups), one file each: the
+        streaming engine would read such a file ahead of the writer, into memory (1 GB for 10M rows)."""
         offset = 0
-        while (frame := self.lf.slice(offset, size).collect()).height:
+        while True:
+            frame = lf.slice(offset, size).collect()
+            if frame.height or not offset:  # an empty table still leaves its schema
+                part = self.folder / f"{offset:015d}.parquet"
+                frame.with_row_index("_row", offset=offset + 1).write_parquet(part, compression="lz4")
+            if frame.height < size:
+                return
             offset += frame.height
-            yield frame
+
+    def slices(
+        self, size: int, exprs: Sequence[pl.Expr] | None = None, where: pl.Expr | None = None
+    ) -> Iterator[pl.DataFrame]:
+        """The table ``size`` rows at a time (the last slice may be shorter): every column, or
+        ``exprs`` of each row; only the rows ``where`` keeps (a slice may then be empty)."""
+        offset = 0
+        while offset < self.rows:
+            part = self.lf.slice(offset, size)
+            part = part if where is None else part.filter(where)
+            yield (part if exprs is None else part.select(exprs)).collect()
+            offset += size
 
     def close(self) -> None:
         self._cleanup()

@@ -5,8 +5,9 @@
 
 How many references a model takes is a model rule (``manifest_rules``), checked over ``_refn``.
 
-Vectorised: each distinct reference text is resolved once in Python (``ReferenceResolver`` caches),
-everything per row is a polars join or aggregation, so a million rows cost seconds.
+Vectorised: each distinct local path is resolved once in Python (``ReferenceResolver`` caches), a URL,
+UUID or data URI stands for itself, and everything per row is a polars list or lookup expression, so a
+million rows cost about a second.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pipeline.references import (
 __all__ = ["RowReferences", "load_reference_sets"]
 
 _SET_COLUMNS = ("set_id", "image")
-_RESOLVED = pl.Schema({"_ref": pl.String, "_res": pl.String, "_key": pl.String, "_problem": pl.String})
 
 
 def load_reference_sets(path: Path) -> dict[str, list[str]]:
@@ -79,17 +79,15 @@ class RowReferences:
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Adds ``_refs`` (list, null when none), ``_refkeys`` and ``_refn`` (the count); a bad reference
         sets ``_reason``."""
-        frame = frame.with_columns(_i=pl.int_range(pl.len(), dtype=pl.Int64), **self._own_lists(frame))
-        own = self._own(frame)
-        sets = self._set_parts(frame)
-        merged = frame.join(own, on="_i", how="left").join(sets, on="_i", how="left")
+        frame = frame.with_columns(**self._own_lists(frame))
+        frame = frame.with_columns(**self._own(frame), **self._set_parts(frame))
         refs = pl.concat_str(["_set_res", "_own_res"], separator=REF_SEP, ignore_nulls=True)
         keys = pl.concat_str(["_set_key", "_own_key"], separator=REF_SEP, ignore_nulls=True)
         count = pl.col("_set_n").fill_null(0) + pl.col("_own_n").fill_null(0)
         reason = pl.coalesce("_reason", "_set_problem", "_own_problem")
-        out = merged.with_columns(_reason=reason, _refkeys=pl.when(count > 0).then(keys), _refn=count)
+        out = frame.with_columns(_reason=reason, _refkeys=pl.when(count > 0).then(keys), _refn=count)
         out = out.with_columns(_refs=pl.when(count > 0).then(refs.str.split(REF_SEP)))
-        return out.drop("_i", "_own", "_own_res", "_own_key", "_own_n", "_own_problem").drop(
+        return out.drop("_own", "_own_res", "_own_key", "_own_n", "_own_problem").drop(
             "_set_res", "_set_key", "_set_n", "_set_problem"
         )
 
@@ -110,30 +108,31 @@ class RowReferences:
             column = column.cast(pl.String)
         return dict(zip(("_own", "_own_parse"), _parse_cells(column), strict=True))
 
-    def _own(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Per row with own references: resolved (joined), keys (joined), count, first problem."""
-        exploded = (
-            frame.filter(pl.col("_reason").is_null() & pl.col("_own").is_not_null())
-            .select("_i", "_own_parse", _ref=pl.col("_own"))
-            .explode("_ref")
-            .filter(pl.col("_ref").is_not_null() & (pl.col("_ref") != ""))
-        )
-        unique = exploded.select(pl.col("_ref").unique())
-        remote = pl.col("_ref").str.contains(REMOTE_PATTERN) & ~pl.col("_ref").str.contains(CONTROL_PATTERN)
-        as_given = unique.filter(remote).select(
-            "_ref", _res="_ref", _key="_ref", _problem=pl.lit(None, pl.String)
-        )
-        local = [self._resolve(ref) for ref in unique.filter(~remote)["_ref"].to_list()]
-        resolved = pl.concat([as_given, pl.DataFrame(local, schema=_RESOLVED, orient="row")])
-        joined = exploded.join(resolved, on="_ref", how="left", maintain_order="left")
-        per_row = joined.group_by("_i", maintain_order=True).agg(
-            _own_res=pl.col("_res").str.join(REF_SEP),
-            _own_key=pl.col("_key").str.join(REF_SEP),
-            _own_n=pl.len().cast(pl.Int64),
-            _own_problem=pl.coalesce(pl.col("_own_parse").first(), pl.col("_problem").drop_nulls().first()),
-        )
-        parse_only = frame.filter(pl.col("_own_parse").is_not_null()).select("_i", _own_problem="_own_parse")
-        return pl.concat([per_row, parse_only], how="diagonal").unique("_i", keep="first")
+    def _own(self, frame: pl.DataFrame) -> dict[str, pl.Expr]:
+        """Of each accepted row's own references: resolved and keys (joined), count, first problem. A
+        URL, UUID or data URI stands for itself; each distinct local path is resolved once."""
+        element = pl.element()
+        listed = pl.col("_own").list.eval(element.filter(element.is_not_null() & (element != "")))
+        active = pl.col("_reason").is_null() & pl.col("_own").is_not_null()
+        own = pl.when(active).then(listed)
+        local = frame.select(own.explode().alias("_ref")).filter(~_remote(pl.col("_ref")))
+        resolved = [self._resolve(ref) for ref in local["_ref"].unique().drop_nulls().to_list()]
+
+        def joined(at: int) -> pl.Expr:  # remote references as given, local ones as resolved
+            each = element.replace({ref: parts[at] for ref, *parts in resolved})
+            return pl.when(count > 0).then(own.list.eval(each).list.join(REF_SEP))
+
+        count = own.list.len()
+        bad = {ref: problem for ref, _, _, problem in resolved if problem is not None}
+        first_bad = own.list.eval(element.filter(element.is_in(list(bad)))).list.first()
+        return {
+            "_own_res": joined(0),
+            "_own_key": joined(1),
+            "_own_n": pl.when(count > 0).then(count.cast(pl.Int64)),
+            "_own_problem": pl.coalesce(
+                pl.col("_own_parse"), first_bad.replace_strict(bad, default=None, return_dtype=pl.String)
+            ),
+        }
 
     def _resolve(self, ref: str) -> tuple[str, str | None, str | None, str | None]:
         try:
@@ -142,33 +141,46 @@ class RowReferences:
             return (ref, None, None, str(problem))
         return (ref, resolved, key, None)
 
-    def _set_parts(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def _set_parts(self, frame: pl.DataFrame) -> dict[str, pl.Expr]:
+        """Of each row's reference set: resolved and keys (joined), count, or why it cannot be used."""
+        names = ("_set_res", "_set_key", "_set_n", "_set_problem")
         if "reference_set" not in frame.columns:
-            return pl.DataFrame(schema={"_i": pl.Int64, **self._sets.drop("_set").schema})
-        wanted = frame.select(
-            "_i", _set=pl.col("reference_set").cast(pl.String).str.strip_chars().replace("", None)
-        )
-        wanted = wanted.filter(pl.col("_set").is_not_null())
-        joined = wanted.join(self._sets, on="_set", how="left")
+            return {name: pl.lit(None, dtype=self._sets.schema[name]) for name in names}
+        wanted = pl.col("reference_set").cast(pl.String).str.strip_chars().replace("", None)
+        known = {
+            name: wanted.replace_strict(
+                dict(zip(self._sets["_set"], self._sets[name], strict=True)),
+                default=None,
+                return_dtype=self._sets.schema[name],
+            )
+            for name in names
+        }
         hint = "" if self._has_sets_file else " (the job spec has no reference_sets file)"
-        unknown = pl.format(f"unknown reference set '{{}}'{hint}", pl.col("_set"))
-        known = pl.col("_set_n").is_not_null() | pl.col("_set_problem").is_not_null()
-        return joined.with_columns(
-            _set_problem=pl.when(known).then(pl.col("_set_problem")).otherwise(unknown)
-        ).drop("_set")
+        unknown = pl.format(f"unknown reference set '{{}}'{hint}", wanted)
+        is_known = wanted.is_in(self._sets["_set"].implode())
+        known["_set_problem"] = pl.when(is_known).then(known["_set_problem"]).otherwise(unknown)
+        return known
+
+
+def _remote(ref: pl.Expr) -> pl.Expr:
+    """As given, never resolved: a URL, a Runware image UUID or a data URI (``references.is_remote``)."""
+    return ref.str.contains(REMOTE_PATTERN) & ~ref.str.contains(CONTROL_PATTERN)
 
 
 def _parse_cells(column: pl.Series) -> tuple[pl.Series, pl.Series]:
     """CSV cells: ``|``-separated lists split in polars; JSON arrays (rare) parsed in Python."""
     split = column.str.split("|").list.eval(pl.element().str.strip_chars())
     json_rows = column.str.starts_with("[").fill_null(False)
-    if not json_rows.any():
-        return split, pl.Series(values=[None] * len(column), dtype=pl.String)
-    lists: list[list[str] | None] = split.to_list()
+    lists: list[list[str] | None] = [None] * len(column)
     problems: list[str | None] = [None] * len(column)
-    for i in json_rows.arg_true().to_list():
+    if not json_rows.any():
+        return split, pl.Series(values=problems, dtype=pl.String)
+    at = json_rows.arg_true().to_list()
+    for i, cell in zip(at, column.gather(at).to_list(), strict=True):
         try:
-            lists[i] = split_references(column[i])
+            lists[i] = split_references(cell)
         except ReferenceProblem as problem:
-            lists[i], problems[i] = None, str(problem)
-    return pl.Series(values=lists, dtype=pl.List(pl.String)), pl.Series(values=problems, dtype=pl.String)
+            problems[i] = str(problem)
+    parsed = pl.Series(values=lists, dtype=pl.List(pl.String))
+    merged = pl.select(pl.when(json_rows).then(parsed).otherwise(split)).to_series()
+    return merged, pl.Series(values=problems, dtype=pl.String)

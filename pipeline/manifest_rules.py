@@ -38,6 +38,8 @@ NOT_BOTH = "give resolution or width/height, not both"
 _NULL = pl.lit(None, dtype=pl.String)
 _MODEL = pl.col("model")
 _SIZE_KEYS = ["model", "width", "height"]
+_KEYS = ("_raw_", "_row_", "_prompt_")  # the cells the rules read (and ``_SET_BY_ROW``), dropped after
+_SET_BY_ROW = ("model", "output_format", "number_results")
 
 
 def _whole_number(text: pl.Expr) -> pl.Expr:
@@ -102,12 +104,32 @@ class RowRules:
         return [m for m, p in self._profiles.items() if option in p.options]
 
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Request fields (``model``, ``width``..., one column per option) and ``_reason``."""
-        lazy = frame.lazy()
-        for stage in self._stages:
-            lazy = lazy.with_columns(stage)
-        out = self._with_size_problems(lazy.collect()).with_columns(_reason=self._reason)
-        return out.drop(cs.starts_with("_raw_", "_row_", "_size_"))
+        """Request fields (``model``, ``width``..., one column per option) and ``_reason``.
+
+        The rules read a few cells of a row, and a batch has few distinct combinations of them: they
+        are resolved and checked once per combination, then joined back to the rows.
+        """
+        rows = frame.with_columns(self._stages[0]).with_columns(self._prompt_keys())
+        keys = [name for name in rows.columns if name.startswith(_KEYS) or name in _SET_BY_ROW]
+        combos = rows.select(keys).unique().with_columns(self._stages[1])
+        checked = self._with_size_problems(combos).with_columns(_reason=self._reason)
+        order = [*rows.columns, *(name for name in checked.columns if name not in rows.columns)]
+        kept = rows.drop((name for name in checked.columns if name not in keys), strict=False)
+        out = kept.join(checked, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        return out.select(order).drop(cs.starts_with(*_KEYS, "_size_"))
+
+    def _prompt_keys(self) -> list[pl.Expr]:
+        """What the rules read of the prompt: whether it is blank, and its length where some model's
+        bounds exclude it (elsewhere one value stands for every length all models allow)."""
+        prompt = pl.col("prompt")
+        chars = prompt.str.len_chars()
+        if self._profiles:
+            low = max(p.prompt.min_chars for p in self._profiles.values())
+            high = min(p.prompt.max_chars for p in self._profiles.values())
+            if low <= high:
+                chars = pl.when(chars.is_between(low, high)).then(pl.lit(low, pl.UInt32)).otherwise(chars)
+        blank = prompt.is_null() | (prompt.str.strip_chars() == "")
+        return [blank.alias("_prompt_blank"), chars.alias("_prompt_chars")]
 
     # -- resolution ------------------------------------------------------------------------------------
 
@@ -247,9 +269,8 @@ class RowRules:
     # -- reasons ---------------------------------------------------------------------------------------
 
     def _reason_expr(self) -> pl.Expr:
-        prompt = pl.col("prompt")
         return pl.coalesce(
-            _rule(prompt.is_null() | (prompt.str.strip_chars() == ""), pl.lit("empty prompt")),
+            _rule(pl.col("_prompt_blank"), pl.lit("empty prompt")),
             *self._number_rules(),
             _rule(~_takes(self._profiles), pl.format("unknown model '{}'", _MODEL)),
             *(self._unsupported(name) for name in self._in_rows),
@@ -349,7 +370,7 @@ class RowRules:
         most = _by_model({m: p.max_number_results for m, p in self._profiles.items()}, pl.Int64)
         low = _by_model({m: p.prompt.min_chars for m, p in self._profiles.items()}, pl.Int64)
         high = _by_model({m: p.prompt.max_chars for m, p in self._profiles.items()}, pl.Int64)
-        chars = pl.col("prompt").str.len_chars()
+        chars = pl.col("_prompt_chars")
         known_format = pl.concat_str([model, fmt], separator="\x1f").is_in(pairs)
         return [
             _rule(~known_format, pl.format("unknown output_format '{}' (allowed: {})", fmt, formats)),

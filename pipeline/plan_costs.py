@@ -1,6 +1,7 @@
 """What the rows a plan would send cost, on their model and, for a retiring one, on its replacement.
 
     groups = price_groups(send)                  # one row per distinct priced request: rows, images
+    groups = merge_groups([groups, price_groups(more)])   # the same, batch by batch
     lines = cost_lines(groups)                   # CostLine per model / quality / size / variant
     models = model_lines(groups, accepted_models, today)   # lifecycle, and the replacement's estimate
 
@@ -13,7 +14,7 @@ few dozen groups, so the Python here never runs per row.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -29,6 +30,7 @@ __all__ = [
     "CostLine",
     "ModelLine",
     "cost_lines",
+    "merge_groups",
     "model_lines",
     "on_replacement",
     "price_columns",
@@ -83,9 +85,21 @@ def price_groups(rows: pl.DataFrame) -> pl.DataFrame:
     """``rows`` (one per request: the request columns and ``_nrefs``) grouped by price: + rows, images."""
     keys = price_columns(rows.columns)
     groups = rows.group_by(keys).agg(rows=pl.len(), images=pl.col("number_results").sum())
-    return groups.with_columns(pl.col(name).cast(dtype) for name, dtype in _COUNTS.items()).sort(
-        keys, nulls_last=True
-    )
+    return _sorted(groups, keys)
+
+
+def merge_groups(groups: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """``price_groups`` of all the rows behind several ``price_groups`` frames (of rows with the same
+    columns): a batch's rows can be grouped, and dropped, as soon as they are read."""
+    frame = pl.concat(groups)
+    keys = [name for name in frame.columns if name not in _COUNTS]
+    summed = frame.group_by(keys).agg(pl.col("rows").sum(), pl.col("images").sum())
+    return _sorted(summed, keys)
+
+
+def _sorted(groups: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    counts = groups.with_columns(pl.col(name).cast(dtype) for name, dtype in _COUNTS.items())
+    return counts.sort(keys, nulls_last=True)
 
 
 def group_request(group: Mapping[str, object]) -> ImageRequest:

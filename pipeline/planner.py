@@ -5,11 +5,12 @@
     plan.models          # lifecycle of each model in use; a retiring one's rows priced on its replacement
     plan.changes.fields  # why rows are "changed": {"model": 1000, "prompt": 12}
 
-The job's state is read once, in one sequential scan of its rows table (``id, fingerprint, state``;
-never its events), and each manifest batch is classified against it with polars joins: ``done`` when
-their (id, fingerprint) succeeded, ``changed`` when the id has history under another fingerprint, ``new``
-otherwise (``failed`` and ``in_doubt`` count the new rows the state has seen fail or left in doubt). Only
-the rows to send are kept. A changed row that an earlier model already generated (same prompt and
+Each manifest batch is classified against the job's state as it is read, in one statement per batch
+(``Store.unfinished``: an indexed lookup per row inside the database): ``done`` when its (id,
+fingerprint) succeeded, ``changed`` when the id has history under another fingerprint, ``new`` otherwise
+(``failed`` and ``in_doubt`` count the new rows the state has seen fail or left in doubt). A batch leaves
+counts, the price groups of its new rows and its changed rows; nothing grows with the manifest but the
+rejects and the changed rows. A changed row that an earlier model already generated (same prompt and
 references) is done when the job says ``[resume] keep_earlier_models = true``. The plan never writes the
 job's state: it imports a 0.1 ledger once, and records the manifest's summary beside the state for
 ``pipeline status`` (a cache). Costs are in ``plan_costs``, the changed rows' history (their last
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,8 +32,16 @@ import polars as pl
 
 from pipeline.errors import StoreError
 from pipeline.jobspec import JobSpec, Limits
-from pipeline.manifest import Reject, open_manifest
-from pipeline.plan_costs import CostLine, ModelLine, cost_lines, model_lines, price_groups, total_usd
+from pipeline.manifest import Manifest, Reject, open_manifest
+from pipeline.plan_costs import (
+    CostLine,
+    ModelLine,
+    cost_lines,
+    merge_groups,
+    model_lines,
+    price_groups,
+    total_usd,
+)
 from pipeline.plan_history import (
     Changes,
     compare,
@@ -45,7 +55,7 @@ from pipeline.results import REJECTS_COLUMNS, REJECTS_NAME, write_frame
 from pipeline.rows import LEGACY_OPTIONS
 from pipeline.state import STATE_NAME, Store
 from pipeline.state.rule import SUCCEEDED
-from pipeline.status import read_state, record_manifest, state_frame
+from pipeline.status import read_state, record_manifest
 
 __all__ = [
     "CostLine",
@@ -58,14 +68,12 @@ __all__ = [
     "time_estimate_s",
 ]
 
-_SEND = ("new", "changed")
 _REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
-_STATES = pl.Schema({"id": pl.String, "fingerprint": pl.String, "state": pl.String})
+_SUCCEEDED_SCHEMA = pl.Schema({"id": pl.String, "fingerprint": pl.String})
 _DERIVED = ("_nrefs", "_prompt_h", "_refs_h", "_refkeys")  # computed by _compact
 _ACCEPTED = pl.Schema(
     {
         "_id": pl.String,
-        "_fp": pl.String,
         "model": pl.String,
         "width": pl.Int64,
         "height": pl.Int64,
@@ -134,23 +142,28 @@ class Plan:
         return sum(line.images for line in self.cost)
 
 
-def classify(accepted: pl.DataFrame, states: pl.DataFrame) -> pl.DataFrame:
-    """Adds ``status`` (new/changed/done) and ``state`` (the store's, for this id and fingerprint).
+@dataclass
+class Classified:
+    """A batch's accepted rows by status: counts by (status, state), positions of the new and changed."""
 
-    ``states``: ``id, fingerprint, state`` of every fingerprint the store has seen for the ids of
-    ``accepted`` (or more). Two hash joins: on (id, fingerprint) for the state, on id for history.
-    """
-    keyed = states.select(_id="id", _fp="fingerprint", state="state")
-    seen = states.select(_id="id").unique().with_columns(_seen=pl.lit(True))
-    joined = accepted.join(keyed, on=["_id", "_fp"], how="left").join(seen, on="_id", how="left")
-    status = (
-        pl.when(pl.col("state") == SUCCEEDED)
-        .then(pl.lit("done"))
-        .when(pl.col("state").is_null() & pl.col("_seen").fill_null(False))
-        .then(pl.lit("changed"))
-        .otherwise(pl.lit("new"))
-    )
-    return joined.with_columns(status=status).drop("_seen")
+    counts: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    new: list[int] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
+
+
+def classify(rows: int, unfinished: Iterable[tuple[int, str | None, bool]]) -> Classified:
+    """Pure: a batch of ``rows`` accepted rows, given ``Store.unfinished`` of them (``(position,
+    state, seen)`` of each row whose (id, fingerprint) has not succeeded; the others are done)."""
+    found = Classified()
+    for pos, state, seen in unfinished:
+        if state is None and seen:
+            found.changed.append(pos)
+        else:
+            found.new.append(pos)
+            found.counts[("new", state)] += 1
+    found.counts[("changed", None)] += len(found.changed)
+    found.counts[("done", SUCCEEDED)] += rows - len(found.new) - len(found.changed)
+    return found
 
 
 def time_estimate_s(groups: pl.DataFrame, limits: Limits) -> float:
@@ -202,25 +215,29 @@ def _compact(good: pl.DataFrame) -> pl.DataFrame:
     return good.select(exprs).cast(_ACCEPTED)
 
 
-def _states(states: pl.DataFrame, ids: pl.Series) -> pl.DataFrame:
-    """The rows of ``states`` (``id, fingerprint, state``) of ``ids``: what a manifest batch is classified
-    against."""
-    if states.is_empty() or ids.is_empty():
-        return states.clear()
-    return states.filter(pl.col("id").is_in(ids.implode()))
+def _detached(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy that shares no buffer with ``frame``: a few rows taken from a batch would otherwise keep
+    the strings of the whole batch alive, and memory would grow with the manifest."""
+    return pl.DataFrame(frame.to_arrow())
+
+
+def _all_new(rows: int) -> Classified:
+    return Classified(Counter({("new", None): rows}), list(range(rows)))
 
 
 class _Tally:
-    """Classifies validated manifest batches against the store; keeps counts and the rows to send."""
+    """Classifies checked manifest batches against the store; keeps counts, the price groups of the new
+    rows and the changed rows (compact)."""
 
-    def __init__(self, states: pl.DataFrame) -> None:
-        self.states = states  # every row the store has seen (one scan of its rows table)
+    def __init__(self, manifest: Manifest, store: Store | None) -> None:
+        self.manifest = manifest
+        self.store = store if store is not None and any(store.counts().values()) else None
         self.total = 0
         self.counts: Counter[tuple[str, str | None]] = Counter()
         self.seen: Counter[str] = Counter()  # accepted rows the store knows, by state (for status)
         self.models: set[str] = set()
-        self.send: list[pl.DataFrame] = []
-        self.succeeded: list[pl.DataFrame] = []  # of the changed ids: their succeeded fingerprints
+        self.new_groups = [price_groups(_compact(pl.DataFrame(schema={**_ACCEPTED, "prompt": pl.String})))]
+        self.changed: list[pl.DataFrame] = []
         self.reject_frames: list[pl.DataFrame] = []
         self.store_counts: dict[str, int] = {}  # the store's counts in the same snapshot
 
@@ -228,31 +245,30 @@ class _Tally:
         self.total += frame.height
         bad = frame.filter(pl.col("_reason").is_not_null())
         if bad.height:
-            self.reject_frames.append(bad.select(row_number="_row", id="_id", reason="_reason"))
-        accepted = _compact(frame.filter(pl.col("_reason").is_null()))
-        states = _states(self.states, accepted["_id"])
-        classified = classify(accepted, states)
-        for status, state, count in classified.group_by("status", "state").len().iter_rows():
-            self.counts[(status, state)] += count
-            if state is not None:
-                self.seen[state] += count
-        self.models.update(classified["model"].drop_nulls().unique().to_list())
-        send = classified.filter(pl.col("status").is_in(_SEND))
-        self.send.append(send)
-        changed = send.filter(pl.col("status") == "changed")["_id"]
-        if changed.len():
-            ok = states.filter(pl.col("state") == SUCCEEDED, pl.col("id").is_in(changed.implode()))
-            self.succeeded.append(ok.select("id", "fingerprint"))
+            self.reject_frames.append(_detached(bad.select(row_number="_row", id="_id", reason="_reason")))
+        accepted = frame.filter(pl.col("_reason").is_null())
+        self.models.update(accepted["model"].drop_nulls().unique().to_list())
+        found = self._classify(accepted)
+        self.counts.update(found.counts)
+        self.seen.update({state: n for (_, state), n in found.counts.items() if state is not None})
+        if found.new:
+            self.new_groups.append(_detached(price_groups(_compact(accepted[found.new]))))
+        if found.changed:
+            self.changed.append(_detached(_compact(accepted[found.changed])))
+
+    def _classify(self, accepted: pl.DataFrame) -> Classified:
+        if self.store is None or accepted.height == 0:
+            return _all_new(accepted.height)
+        digests = [d for d in self.manifest.digests(accepted) if d is not None]
+        return classify(accepted.height, self.store.unfinished(accepted["_id"].to_list(), digests))
 
     def rejects(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema=_REJECTS_SCHEMA)
         return pl.concat([empty, *(f.cast(_REJECTS_SCHEMA) for f in self.reject_frames)])
 
-    def to_send(self) -> pl.DataFrame:
-        empty = classify(
-            _compact(pl.DataFrame(schema={**_ACCEPTED, "prompt": pl.String})), self.states.clear()
-        )
-        return pl.concat([empty, *self.send], how="diagonal_relaxed")
+    def changed_rows(self) -> pl.DataFrame:
+        empty = _compact(pl.DataFrame(schema={**_ACCEPTED, "prompt": pl.String}))
+        return pl.concat([empty, *self.changed])
 
     def row_counts(self, rejected: int) -> RowCounts:
         counts = RowCounts(total=self.total, rejected=rejected)
@@ -264,20 +280,22 @@ class _Tally:
 
 
 def _history(
-    store: Store | None, send: pl.DataFrame, succeeded: pl.DataFrame, keep: bool
+    store: Store | None, changed: pl.DataFrame, keep: bool
 ) -> tuple[pl.DataFrame, Changes, EarlierModel]:
-    """Changed rows an earlier model generated (done when ``keep``), and why the others changed."""
-    changed = send.filter(pl.col("status") == "changed")
+    """Changed rows an earlier model generated (left out when ``keep``), and why the others changed;
+    the changed rows to send."""
     if changed.height == 0 or store is None:
-        return send, Changes(), EarlierModel()
-    history = history_frame(store.last_submitted(changed["_id"].to_list()), _options())
+        return changed, Changes(), EarlierModel()
+    ids = changed["_id"].to_list()
+    pages = [history_frame(sent, _options()) for sent in store.last_submitted_pages(ids)]
+    history = pl.concat(pages) if pages else history_frame([], _options())
+    succeeded = pl.DataFrame(store.succeeded_fingerprints(ids), schema=_SUCCEEDED_SCHEMA, orient="row")
     earlier = earlier_model_ids(changed, history, succeeded, _options())
-    is_earlier = (pl.col("status") == "changed") & pl.col("_id").is_in(earlier.implode())
-    found = EarlierModel(int(earlier.len()), total_usd(price_groups(send.filter(is_earlier))), keep)
+    is_earlier = pl.col("_id").is_in(earlier.implode())
+    found = EarlierModel(int(earlier.len()), total_usd(price_groups(changed.filter(is_earlier))), keep)
     if keep:
-        send = send.filter(~is_earlier)
-        changed = changed.filter(~pl.col("_id").is_in(earlier.implode()))
-    return send, compare(changed, history, _options()), found
+        changed = changed.filter(~is_earlier)
+    return changed, compare(changed, history, _options()), found
 
 
 def _record_summary(store: Store | None, spec: JobSpec, tally: _Tally, rejected: int) -> None:
@@ -302,18 +320,13 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
 
 def _build(spec: JobSpec, store: Store | None, today: dt.date, batch_size: int, shown_rejects: int) -> Plan:
     with open_manifest(spec, batch_size) as manifest, store.snapshot() if store else nullcontext():
-        tally = _Tally(state_frame(store) if store is not None else pl.DataFrame(schema=_STATES))
-        # Fingerprints only for ids the state has seen: sha256 is the costliest step of a big manifest.
-        ids = tally.states["id"].unique()
-        for frame in manifest.frames(batch_size, fingerprint_ids=ids):
+        tally = _Tally(manifest, store)
+        for frame in manifest.checked_frames(batch_size):
             tally.add(frame)
         tally.store_counts = store.counts() if store else {}
         spent = store.spent_usd() if store else Decimal(0)
-        succeeded = pl.concat(
-            [pl.DataFrame(schema={"id": pl.String, "fingerprint": pl.String}), *tally.succeeded]
-        )
         keep = spec.resume.keep_earlier_models
-        send, changes, earlier = _history(store, tally.to_send(), succeeded, keep)
+        changed, changes, earlier = _history(store, tally.changed_rows(), keep)
     rejects = tally.rejects()
     _record_summary(store, spec, tally, rejects.height)
     counts = tally.row_counts(rejects.height)
@@ -321,7 +334,7 @@ def _build(spec: JobSpec, store: Store | None, today: dt.date, batch_size: int, 
         counts.changed -= earlier.rows
         counts.done += earlier.rows
         counts.done_earlier_model = earlier.rows
-    groups = price_groups(send)
+    groups = merge_groups([*tally.new_groups, price_groups(changed)])
     rejects_path = write_frame(
         rejects, spec.out_dir, REJECTS_NAME.removesuffix(".parquet"), spec.output.formats
     )

@@ -27,20 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from pipeline.state import LEDGER_NAME, STATE_NAME, Store, import_ledger
-from pipeline.state.keys import FINGERPRINT
 from pipeline.state.rule import FAILED, IN_DOUBT, PENDING, ROW_STATES, SUCCEEDED
 
 if TYPE_CHECKING:
     import polars as pl
 
     from pipeline.jobspec import JobSpec
+    from pipeline.manifest import Manifest
 
 __all__ = [
     "ManifestSummary",
     "manifest_signature",
     "read_state",
     "record_manifest",
-    "state_frame",
     "status_payload",
 ]
 
@@ -65,30 +64,6 @@ def read_state(out_dir: str | Path) -> Store | None:
     if not (out / STATE_NAME).exists():
         return None
     return Store.open(out / STATE_NAME)
-
-
-def state_frame(store: Store) -> pl.DataFrame:
-    """``id, fingerprint, state`` of every row the state has seen, as one frame: a sequential scan of
-    the rows table (a few times faster than looking up a big manifest's ids one by one)."""
-    import polars as pl
-
-    frames = [pl.DataFrame(schema={"id": pl.String, "fingerprint": pl.String, "state": pl.String})]
-    for page in store.row_state_pages():
-        ids, packed, states = zip(*page, strict=True)
-        raw = pl.DataFrame(
-            [pl.Series("id", ids, pl.String), pl.Series("fp", packed, pl.Binary), pl.Series("state", states)]
-        )
-        canonical = pl.col("fp").bin.size() == FINGERPRINT.size  # a sha256 digest: its hex text
-        frames.append(
-            raw.filter(canonical).select("id", fingerprint=pl.col("fp").bin.encode("hex"), state="state")
-        )
-        other = raw.filter(~canonical).rows()  # test and hand-written fingerprints: rare
-        frames.append(
-            pl.DataFrame(
-                [(i, FINGERPRINT.unpack(f), st) for i, f, st in other], schema=frames[0].schema, orient="row"
-            )
-        )
-    return pl.concat(frames)
 
 
 # -- the manifest summary ---------------------------------------------------------------------------
@@ -145,8 +120,8 @@ def _recorded(store: Store, spec: JobSpec) -> ManifestSummary | None:
 
 
 def _read_manifest(store: Store, spec: JobSpec, batch_size: int = 50_000) -> ManifestSummary:
-    """Classify every manifest row against the state (one scan of it, joined batch by batch), then
-    record the summary."""
+    """Classify every manifest row against the state (one lookup statement per batch), then record the
+    summary."""
     import polars as pl
 
     from pipeline.manifest import open_manifest  # polars and the manifest rules: only when needed
@@ -154,15 +129,24 @@ def _read_manifest(store: Store, spec: JobSpec, batch_size: int = 50_000) -> Man
     seen: Counter[str] = Counter()
     total = rejected = 0
     with store.snapshot(), open_manifest(spec, batch_size) as manifest:
-        states = state_frame(store).rename({"id": "_id", "fingerprint": "_fp"})
-        for frame in manifest.frames(batch_size, fingerprint_ids=states["_id"].unique()):
+        for frame in manifest.checked_frames(batch_size):
             total += frame.height
-            good = frame.filter(pl.col("_reason").is_null()).select("_id", "_fp")
+            good = frame.filter(pl.col("_reason").is_null())
             rejected += frame.height - good.height
-            found = good.join(states, on=["_id", "_fp"], how="inner")["state"].value_counts()
-            seen.update(dict(found.iter_rows()))
+            seen.update(_known(store, manifest, good))
         counts = store.counts()
     return record_manifest(store, spec, total=total, rejected=rejected, seen=seen, counts=counts)
+
+
+def _known(store: Store, manifest: Manifest, good: pl.DataFrame) -> Counter[str]:
+    """How many accepted rows of a batch the state knows (their id and fingerprint), by state."""
+    if good.height == 0:
+        return Counter()
+    digests = [digest for digest in manifest.digests(good) if digest is not None]
+    unfinished = store.unfinished(good["_id"].to_list(), digests)
+    known = Counter(state for _, state, _ in unfinished if state is not None)
+    known[SUCCEEDED] += good.height - len(unfinished)
+    return known
 
 
 # -- the payload --------------------------------------------------------------------------------------
@@ -204,13 +188,11 @@ def _payload(
 
 def _summary_without_state(spec: JobSpec) -> ManifestSummary:
     """A job that never ran: the manifest's rows and rejects (no fingerprint needed)."""
-    import polars as pl
-
     from pipeline.manifest import open_manifest
 
     total = rejected = 0
     with open_manifest(spec) as manifest:
-        for frame in manifest.frames(50_000, fingerprint_ids=pl.Series([], dtype=pl.String)):
+        for frame in manifest.checked_frames(50_000):
             total += frame.height
             rejected += int(frame["_reason"].is_not_null().sum())
     return ManifestSummary(manifest_signature(spec), total, rejected, {})

@@ -681,6 +681,20 @@ class TestEngineInterface:
             (frame,) = manifest.frames(fingerprint_ids=pl.Series(["b"]))
         assert dict(zip(frame["_id"], frame["_fp"], strict=True)) == {"a": None, "b": full["b"]}
 
+    def test_checked_frames_hash_on_demand_to_the_same_fingerprints(self, tmp_path: Path) -> None:
+        """A checked batch has no ``_fp``; its digests are the fingerprints' bytes (None when rejected)."""
+        from pipeline.manifest import open_manifest
+
+        spec = load(
+            tmp_path, "id,prompt,seed\na,p,\nb,,\nc,q,7\n", spec='[defaults]\nmodel = "runware:400@1"\n'
+        )
+        full = {r.id: r.fingerprint for r in read_all(spec).rows}
+        with open_manifest(spec) as manifest:
+            (frame,) = manifest.checked_frames()
+            digests = manifest.digests(frame)
+        assert "_fp" not in frame.columns
+        assert [d and d.hex() for d in digests] == [full["a"], None, full["c"]]
+
 
 @pytest.mark.parametrize(
     "ref",

@@ -20,7 +20,7 @@ from pipeline.cli import main
 from pipeline.cli._output import err_console
 from pipeline.jobspec import Limits, load_job_spec
 from pipeline.plan_format import plan_json
-from pipeline.planner import build_plan, time_estimate_s
+from pipeline.planner import build_plan, classify, time_estimate_s
 from pipeline.profiles import load_model_profile
 
 REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
@@ -134,6 +134,35 @@ class TestState:
         assert plan.state == tmp_path / "out" / "state.db"
         assert plan.estimate_usd == Decimal("0.011") * 4  # new + changed rows only
         assert plan.spent_usd == Decimal("0.033")  # a, the old b and a row no longer in the manifest
+
+    def test_a_plan_says_the_same_whatever_its_batches(self, tmp_path: Path) -> None:
+        """Rows are classified, priced and explained batch by batch: batches of two rows give the plan
+        that one batch gives."""
+        csv = "id,prompt,quality\na,p1,\nb,p2 edited,\nc,p3,\nd,p4,high\ne,p5,\nf,,\ng,p7,low\na,p8,\n"
+        rows = {r.id: r.fingerprint for r in read_all(load(tmp_path, csv, spec=MINI)).rows}
+        old_b, old_g = "0" * 64, "2" * 64
+        write_ledger(
+            tmp_path / "out",
+            [
+                submitted("a", rows["a"]), succeeded("a", rows["a"]),
+                submitted("b", old_b), succeeded("b", old_b),
+                submitted("c", rows["c"]), failed("c", rows["c"], retryable=False),
+                submitted("d", rows["d"]), submitted("g", old_g),
+            ],
+        )  # fmt: skip
+        spec = load(tmp_path, csv, spec=MINI)
+        whole = plan_json(build_plan(spec, TODAY))
+        assert whole["rows"]["changed"] == 2 and whole["rows"]["rejected"] == 2
+        assert plan_json(build_plan(spec, TODAY, batch_size=2)) == whole
+
+    def test_classify_counts_and_places_a_batch(self) -> None:
+        """The rows the store says are unfinished are new or changed; every other row is done."""
+        found = classify(6, [(0, None, False), (2, None, True), (3, "failed", True), (5, "in_doubt", True)])
+        assert (found.new, found.changed) == ([0, 3, 5], [2])
+        assert +found.counts == {
+            ("new", None): 1, ("new", "failed"): 1, ("new", "in_doubt"): 1, ("changed", None): 1,
+            ("done", "succeeded"): 2,
+        }  # fmt: skip
 
     def test_no_state_means_everything_is_new(self, tmp_path: Path) -> None:
         """A job that never ran: every row is new, and planning creates no state."""

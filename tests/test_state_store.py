@@ -598,6 +598,59 @@ class TestEventLog:
             assert export(store)[-1] == event_to_json(late)
             assert json.loads(export(store)[0])["event"] == "job"
 
+    def test_a_few_lines_of_each_block_read_as_the_whole_log_says(self, tmp_path: Path) -> None:
+        """Reading a line here and there (a plan's changed rows) inflates blocks only part way, and gives
+        the same lines as reading them all."""
+        events = [submitted(f"r{i}", f"{i:064x}") for i in range(BLOCK_EVENTS * 4)]
+        with Store.open(tmp_path / STATE_NAME, job="demo") as store:
+            store.record_many(events)
+            store.compact()
+            lines = dict(enumerate(export(store), start=1))
+            for step in (1, 7, BLOCK_EVENTS - 1, BLOCK_EVENTS * 2 + 3):
+                seqs = list(range(2, len(lines) + 1, step))
+                assert store.payloads(seqs) == {seq: lines[seq] for seq in seqs}
+            assert store.payloads([len(lines) + 5]) == {}
+
+
+class TestBatchLookups:
+    def test_unfinished_rows_of_a_batch_with_their_state(self, store: Store) -> None:
+        """Done rows are left out; the others come with their (id, fingerprint)'s state and whether the
+        id has any history."""
+        other = "cd" * 32
+        store.record_many([submitted("a"), succeeded("a"), submitted("b", other), succeeded("b", other)])
+        store.record_many([submitted("c"), failed("c"), submitted("d")])
+        ids = ["a", "b", "c", "d", "e"]
+        found = store.unfinished(ids, [FINGERPRINT.pack(FP)] * len(ids))
+        assert found == [(1, None, True), (2, rule.FAILED, True), (3, rule.IN_DOUBT, True), (4, None, False)]
+        assert store.unfinished([], []) == []
+        with pytest.raises(ValueError, match="32-byte digest"):
+            store.unfinished(["a"], [b"short"])
+
+    def test_any_id_text_is_looked_up(self, store: Store) -> None:
+        """Ids go to the database as one JSON array: quotes, backslashes and any script are kept."""
+        odd = ['q"uote', "back\\slash", "naïve 😀", "tab\tline\n"]
+        store.record_many([e for id in odd for e in (submitted(id), succeeded(id))])
+        assert store.unfinished([*odd, "other"], [FINGERPRINT.pack(FP)] * 5) == [(4, None, False)]
+        assert sorted(store.succeeded_fingerprints([*odd, "other"])) == sorted((id, FP) for id in odd)
+
+    def test_last_submitted_a_page_at_a_time(self, store: Store) -> None:
+        """The pages hold, in order, what ``last_submitted`` gives at once."""
+        store.record_many([submitted(f"r{i}", f"{i:064x}") for i in range(7)])
+        ids = [f"r{i}" for i in (5, 1, 3, 0, 6)]
+        pages = list(store.last_submitted_pages(ids, page=2))
+        assert [len(page) for page in pages] == [2, 2, 1]
+        assert [e for page in pages for e in page] == store.last_submitted(ids)
+        assert [e.id for e in store.last_submitted(ids)] == ["r0", "r1", "r3", "r5", "r6"]
+
+    def test_succeeded_fingerprints_of_the_ids_asked(self, store: Store) -> None:
+        """Every succeeded (id, fingerprint) of the ids, whatever other rows the ids have."""
+        other = "cd" * 32
+        store.record_many(
+            [submitted("a"), succeeded("a"), submitted("a", other), submitted("b"), succeeded("b")]
+        )
+        assert store.succeeded_fingerprints(["a", "zz"]) == [("a", FP)]
+        assert store.succeeded_fingerprints([]) == []
+
 
 class TestKeys:
     @pytest.mark.parametrize(

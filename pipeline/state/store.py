@@ -224,6 +224,30 @@ class Store:
                     found[key] = state
         return found
 
+    def unfinished(self, ids: Sequence[str], digests: Sequence[bytes]) -> list[tuple[int, str | None, bool]]:
+        """The rows of a manifest batch that are not done, in one statement: ``(position, state, seen)``
+        of each whose (id, fingerprint) has not succeeded. ``state``: that (id, fingerprint)'s, None when
+        never sent; ``seen``: whether the state knows the id at all (under any fingerprint).
+
+        ``digests``: each row's fingerprint as its 32 raw bytes (``keys.FINGERPRINT.pack`` of its hex),
+        in the order of ``ids``. Each row is one indexed lookup inside the database; a done row (most
+        rows of a nightly run) costs no Python object.
+        """
+        blob = b"".join(digests)
+        if len(digests) != len(ids) or len(blob) != FINGERPRINT.size * len(ids):
+            raise ValueError(f"one {FINGERPRINT.size}-byte digest per id is needed")
+        if not ids:
+            return []
+        found = self._conn.execute(_q(_UNFINISHED), (_json_list(ids), blob))
+        return [(int(pos), state, bool(seen)) for pos, state, seen in found]
+
+    def succeeded_fingerprints(self, ids: Sequence[str]) -> list[tuple[str, str]]:
+        """``(id, fingerprint)`` of every succeeded row of ``ids`` (one statement)."""
+        if not ids:
+            return []
+        found = self._conn.execute(_q(_SUCCEEDED_OF), (_json_list(ids),))
+        return [(id, FINGERPRINT.unpack(fp)) for id, fp in found]
+
     def next_attempt(self, fingerprint: str) -> int:
         """Attempt number for a new taskUUID of ``fingerprint`` (never reuses one)."""
         return _Reader(self._conn).attempt(fingerprint) + 1
@@ -269,14 +293,21 @@ class Store:
     def last_submitted(self, ids: Sequence[str]) -> list[SubmittedEvent]:
         """The last ``submitted`` event of every (id, fingerprint) of ``ids``, oldest first: the requests
         sent for those ids (what ``pipeline plan`` compares a changed row with)."""
+        return [event for page in self.last_submitted_pages(ids) for event in page]
+
+    def last_submitted_pages(self, ids: Sequence[str], page: int = 20_000) -> Iterator[list[SubmittedEvent]]:
+        """``last_submitted(ids)`` ``page`` events at a time, in the same order: a plan with a million
+        changed rows never holds all their requests at once."""
         seqs: list[int] = []
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             query = f"SELECT last_submit_seq FROM rows WHERE id IN ({', '.join('?' * len(chunk))})"
             seqs += [s for (s,) in self._conn.execute(_q(query), chunk) if s is not None]
         seqs.sort()
-        lines = self._log.payloads_in_order(seqs)
-        return [_submitted(lines[s]) for s in seqs]
+        for start in range(0, len(seqs), page):
+            wanted = seqs[start : start + page]
+            lines = self._log.payloads_in_order(wanted)
+            yield [_submitted(lines[s]) for s in wanted]
 
     def successes_of(self, id: str) -> list[tuple[str, SubmittedEvent]]:
         """``(fingerprint, the submitted event it answered)`` of each success of ``id``, in order: what
@@ -469,10 +500,23 @@ _SUCCESSES = f"""SELECT fingerprint, verdict_submit_seq FROM rows WHERE id = ? A
 _PENDING = "SELECT success_seq, ext FROM images WHERE task_uuid = ? AND idx = ? AND download_seq IS NULL"
 _UNDOWNLOADED = """SELECT task_uuid, idx, success_seq, ext FROM images WHERE download_seq IS NULL
     ORDER BY success_seq, idx"""
+# A manifest batch's rows whose (id, fingerprint) has not succeeded: one primary-key lookup per row.
+_UNFINISHED = f"""SELECT j.pos, r.state,
+    r.state IS NOT NULL OR EXISTS (SELECT 1 FROM rows AS h WHERE h.id = j.item)
+    FROM {_DIALECT.json_items} AS j LEFT JOIN rows AS r
+    ON r.id = j.item AND r.fingerprint = substr(?, j.pos * {FINGERPRINT.size} + 1, {FINGERPRINT.size})
+    WHERE r.state IS NULL OR r.state <> '{SUCCEEDED}'"""
+_SUCCEEDED_OF = f"""SELECT r.id, r.fingerprint FROM {_DIALECT.json_items} AS j
+    JOIN rows AS r ON r.id = j.item WHERE r.state = '{SUCCEEDED}'"""
 _VERDICTS = f"""SELECT id, fingerprint, state, attempts, verdict_seq,
     COALESCE(verdict_submit_seq, last_submit_seq) FROM rows
     WHERE state IN ('{SUCCEEDED}', '{FAILED}') AND verdict_seq IS NOT NULL"""
 _DOWNLOADS = "SELECT task_uuid, idx, download_seq FROM images WHERE download_seq IS NOT NULL"
+
+
+def _json_list(texts: Sequence[str]) -> str:
+    """The parameter of ``json_items``: the texts as one JSON array."""
+    return json.dumps(list(texts), ensure_ascii=False)
 
 
 def _verdict(row: tuple[str, bytes, str, int, int, int | None]) -> Verdict:
