@@ -91,6 +91,10 @@ class LedgerError(PipelineError):
     """A 0.1 ``ledger.jsonl`` cannot be read for its import (the message names the file and line)."""
 
 
+class SpliceError(PipelineError, ValueError):
+    """A Parquet file's footer cannot be read, or its row groups cannot be copied into another file."""
+
+
 class LimitReachedError(PipelineError):
     """A budget or runtime limit stopped dispatching with work left."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -57,14 +57,27 @@ def key_expr(key: str, columns: frozenset[str]) -> pl.Expr:
     return derived[key].alias(key)
 
 
-def _aggregations() -> list[pl.Expr]:
+_ROW = ("source", "id", "fingerprint")
+# Distinct rows are counted in passes over shares of at most this many facts (a pass holds a hash set of
+# its rows: ~150 MB a million), in at most _MOST_PASSES passes (each reads the tables again).
+_PASS_FACTS: Final = 500_000
+_MOST_PASSES: Final = 8
+
+
+def _distinct_rows() -> list[pl.Expr]:
+    kind, row = pl.col("kind"), pl.struct(*_ROW)
+    return [
+        row.filter(kind == "image").n_unique().alias("rows_succeeded"),
+        row.filter(kind == "failed").n_unique().alias("rows_failed"),
+    ]
+
+
+def _aggregations(*, distinct: bool = True) -> list[pl.Expr]:
     kind, cost = pl.col("kind"), pl.col("cost_nano")
     image = kind == "image"
-    row = pl.struct("source", "id", "fingerprint")
     return [
         image.sum().alias("images"),
-        row.filter(image).n_unique().alias("rows_succeeded"),
-        row.filter(kind == "failed").n_unique().alias("rows_failed"),
+        *(_distinct_rows() if distinct else ()),
         (kind == "rejected").sum().alias("rows_rejected"),
         cost.sum().alias("spend"),
         cost.filter(kind.is_in(["failed", "waste"])).sum().alias("wasted"),
@@ -143,23 +156,29 @@ class Report:
     sources: tuple[str, ...] = field(default=())
 
 
-def _collect(lazy: pl.LazyFrame) -> pl.DataFrame:
+def _collect(lazy: pl.LazyFrame, engine: Literal["auto", "streaming"] = "auto") -> pl.DataFrame:
     try:
-        return lazy.collect()
+        return lazy.collect(engine=engine)
     except pl.exceptions.PolarsError as exc:
         raise UsageError(f"cannot compute the report: {exc}") from exc
 
 
 def summarize(facts: Facts) -> Report:
     """Group the facts by ``facts.by`` and sum them; the total is computed over all facts, not the groups."""
-    total = Stats.from_row(_collect(facts.frame.select(_aggregations())).row(0, named=True))
+    passes = min(_MOST_PASSES, -(-int(_collect(facts.frame.select(pl.len())).item()) // _PASS_FACTS))
+    aggregations = _aggregations(distinct=passes <= 1)
+    total_row = _collect(facts.frame.select(aggregations)).row(0, named=True)
+    if passes > 1:
+        total_row |= _counted_in_passes(facts.frame, [], passes).row(0, named=True)
+    total = Stats.from_row(total_row)
     groups: list[Group] = []
     if facts.by:
         keys = [key_expr(k, facts.columns) for k in facts.by]
-        table = _collect(
-            facts.frame.group_by(keys).agg(_aggregations()).sort(list(facts.by), nulls_last=True)
-        )
-        for row in table.iter_rows(named=True):
+        table = _collect(facts.frame.group_by(keys).agg(aggregations))
+        if passes > 1:
+            counted = _counted_in_passes(facts.frame, keys, passes)
+            table = table.join(counted, on=list(facts.by), how="left", nulls_equal=True)
+        for row in table.sort(list(facts.by), nulls_last=True).iter_rows(named=True):
             groups.append(Group({k: row[k] for k in facts.by}, Stats.from_row(row)))
     else:
         groups.append(Group({}, total))
@@ -167,6 +186,22 @@ def summarize(facts: Facts) -> Report:
     if total.estimated_images:
         notes += (f"{total.estimated_images} image(s) came without a billed cost; their estimate is counted",)
     return Report(facts.by, groups, total, notes, tuple(str(s.results) for s in facts.sources))
+
+
+def _counted_in_passes(frame: pl.LazyFrame, keys: list[pl.Expr], passes: int) -> pl.DataFrame:
+    """The distinct rows (succeeded, failed) per group of ``keys`` (none: in all), counted in ``passes``
+    passes over the facts, each over the rows whose hash falls in its share: a row is in one share only,
+    so the counts add up exactly, and a pass holds a share of the rows in memory, not all of them."""
+    share = pl.struct(*_ROW).hash() % passes
+    counted = []
+    for index in range(passes):
+        part = frame.filter(share == index)
+        query = part.group_by(keys).agg(_distinct_rows()) if keys else part.select(_distinct_rows())
+        counted.append(_collect(query, "streaming"))  # streamed: the other shares' rows pass through
+    both = pl.concat(counted)
+    names = [name for name in both.columns if name not in ("rows_succeeded", "rows_failed")]
+    sums = [pl.col("rows_succeeded").sum(), pl.col("rows_failed").sum()]
+    return both.group_by(names).agg(sums) if names else both.select(sums)
 
 
 def _bucket(span: dt.timedelta) -> tuple[str, str]:

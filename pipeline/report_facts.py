@@ -197,8 +197,7 @@ def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | N
         shown = None
         if source.results.suffix == ".parquet" and header is not None:
             shown = shown_seq(source.results, header.namespace)
-        keys = table.select("id", "fingerprint", "status", "task_uuid").collect()
-        charges = state_charges(store, keys, shown)
+        charges = state_charges(store, table.select("id", "fingerprint", "status", "task_uuid"), shown)
     if charges.is_empty():
         return None, []
     attrs = (

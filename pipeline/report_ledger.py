@@ -13,7 +13,6 @@ a CSV) from comparing the store's succeeded rows with the table's. Costs follow 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -55,23 +54,34 @@ def _nanos(cost: Decimal) -> int:
     return int((cost * NANO).to_integral_value())
 
 
-def state_charges(store: Store, table: pl.DataFrame, shown: int | None) -> pl.DataFrame:
+def state_charges(store: Store, table: pl.LazyFrame, shown: int | None) -> pl.DataFrame:
     """Charges no results row accounts for. ``table``: ``id, fingerprint, status, task_uuid`` of the
-    results lines; ``shown``: the seq the table was written at (None: unknown). Returns ``id,
-    fingerprint, task_uuid, run_id, completed_at, cost_nano, kind`` (``waste`` or ``unlisted``) and, for
-    unlisted rows, the request's ``<column>_state``."""
-    listed = set(table["task_uuid"].drop_nulls().to_list())
+    results lines (lazy: only the few lines that matter are read); ``shown``: the seq the table was
+    written at (None: unknown). Returns ``id, fingerprint, task_uuid, run_id, completed_at, cost_nano,
+    kind`` (``waste`` or ``unlisted``) and, for unlisted rows, the request's ``<column>_state``."""
     with store.snapshot():
-        rows = [_charge(e, "waste") for e in store.duplicate_payments() if e.task_uuid not in listed]
-        missing = [v for v in _missing(store, table, shown) if v.state == SUCCEEDED]
+        duplicates = store.duplicate_payments()
+        missing = _missing(store, table, shown)
         lines = store.payloads([v.verdict_seq for v in missing] + [v.submit_seq or 0 for v in missing])
+    unlisted = []
     for verdict in missing:
         event = event_from_dict(json.loads(lines[verdict.verdict_seq]))
-        if isinstance(event, SucceededEvent) and event.task_uuid not in listed:
-            rows.append(_charge(event, "unlisted", lines.get(verdict.submit_seq or 0)))
+        if isinstance(event, SucceededEvent):
+            unlisted.append((event, lines.get(verdict.submit_seq or 0)))
+    listed = _listed(table, [e.task_uuid for e in duplicates] + [e.task_uuid for e, _ in unlisted])
+    rows = [_charge(e, "waste") for e in duplicates if e.task_uuid not in listed]
+    rows += [_charge(e, "unlisted", submit) for e, submit in unlisted if e.task_uuid not in listed]
     frame = pl.DataFrame(rows, schema=_CHARGES, orient="row")
     at = pl.col("at").str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
     return frame.with_columns(completed_at=at).drop("at")
+
+
+def _listed(table: pl.LazyFrame, tasks: list[str]) -> set[str]:
+    """Which of ``tasks`` the table has a line of."""
+    if not tasks:
+        return set()
+    found = table.select("task_uuid").filter(pl.col("task_uuid").is_in(tasks))
+    return set(found.collect(engine="streaming")["task_uuid"].to_list())
 
 
 def _charge(event: SucceededEvent, kind: str, submit: str | None = None) -> tuple[Any, ...]:
@@ -89,21 +99,20 @@ def _charge(event: SucceededEvent, kind: str, submit: str | None = None) -> tupl
     )
 
 
-def _missing(store: Store, table: pl.DataFrame, shown: int | None) -> Iterable[Verdict]:
-    """Rows with a verdict that the table has no line of: among those changed since ``shown`` when the
-    table says what it shows, else among all."""
+def _missing(store: Store, table: pl.LazyFrame, shown: int | None) -> list[Verdict]:
+    """Succeeded rows the table has no line of: among those changed since ``shown`` when the table says
+    what it shows (none when it shows the latest state), else among all."""
     if shown is not None:
         if shown == store.last_seq():
-            return
+            return []
         pages = store.verdicts(touched_rows(store, shown))
     else:
         pages = store.verdicts()
-    kept = table.filter(pl.col("status") == SUCCEEDED).select("id", "fingerprint").unique()
-    for page in pages:
-        yield from _not_in(page, kept)
-
-
-def _not_in(page: Sequence[Verdict], kept: pl.DataFrame) -> list[Verdict]:
-    keys = pl.DataFrame([(v.id, v.fingerprint) for v in page], schema=_KEYS, orient="row")
-    absent = keys.with_row_index("_i").join(kept, on=["id", "fingerprint"], how="anti")["_i"]
-    return [page[i] for i in absent.to_list()]
+    rows = [v for page in pages for v in page if v.state == SUCCEEDED]
+    if not rows:
+        return []
+    keys = pl.DataFrame([(v.id, v.fingerprint) for v in rows], schema=_KEYS, orient="row")
+    kept = table.filter(pl.col("status") == SUCCEEDED).select("id", "fingerprint")
+    present = kept.join(keys.lazy(), on=["id", "fingerprint"], how="semi").unique()
+    shown_rows = set(present.collect(engine="streaming").iter_rows())
+    return [v for v in rows if (v.id, v.fingerprint) not in shown_rows]

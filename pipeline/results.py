@@ -5,28 +5,32 @@
     write_rejects(spec.out_dir, rejects)                           # rejects.parquet
 
 A table remembers the state it shows (the seq of the last event, in its Parquet metadata), so the next
-write rebuilds only the rows whose events came after it and copies the other lines from the previous
-table (a streaming copy: a million lines never sit in memory). A table without that mark (written by
-0.1, by another job, or by hand) is rebuilt from the store's rows: each line from its row's verdict,
-request and download events, decoded column by column (``pipeline.results_lines``); the event log is
-never replayed. Every write is atomic (temp file in the same folder, fsync, rename), so a reader never
-sees half a table. The functions block: call them through ``anyio.to_thread``.
+write rebuilds only the rows whose events came after it and keeps the other lines of the previous table:
+its row groups that hold none of those rows are copied byte for byte, never decoded
+(``pipeline.results_table``), so a write costs what the rows it touches cost, plus copying the file. A
+table without that mark (written by 0.1, by another job, or by hand) is rebuilt from the store's rows:
+each line from its row's verdict, request and download events, decoded column by column
+(``pipeline.results_lines``), a page of rows at a time; the event log is never replayed. Every write is
+atomic (temp file in the same folder, fsync, rename), so a reader never sees half a table. The functions
+block: call them through ``anyio.to_thread``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import polars as pl
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, SpliceError
 from pipeline.results_lines import LINE_COLUMNS, RESULTS_COLUMNS, results_lines, verdict_frame
+from pipeline.results_table import Lines, Parts, write_table, write_table_csv
 from pipeline.state import Store
 from pipeline.state.store import Verdict
 from pipeline.status import read_state
@@ -50,6 +54,8 @@ __all__ = [
     "write_results",
 ]
 
+log = logging.getLogger(__name__)
+
 RESULTS_NAME = "results.parquet"
 REJECTS_NAME = "rejects.parquet"
 REJECTS_COLUMNS: dict[str, Any] = {"row_number": pl.Int64, "id": pl.String, "reason": pl.String}
@@ -58,6 +64,7 @@ _NAMESPACE: Final = "image_pipeline.namespace"  # ... of which job's state
 _JOB: Final = "image_pipeline.job"
 _TASK_KINDS: Final = frozenset({"submitted", "succeeded", "failed", "downloaded"})
 _PARTS: Final = ".results-parts."  # a folder of the lines a write is building, removed when it ends
+_PAGE: Final = 20_000  # rows whose lines are built at once
 _EMPTY_DOWNLOADS = {"task_uuid": pl.String, "result_index": pl.Int64, "line": pl.String}
 
 
@@ -75,8 +82,9 @@ class RejectLike(Protocol):
 # -- lines from the store ----------------------------------------------------------------------------
 
 
-def _lines(store: Store, verdicts: list[Verdict]) -> pl.DataFrame:
-    """The results lines of ``verdicts``: their events fetched by seq, then decoded as columns."""
+def _lines(store: Store, verdicts: list[Verdict], job: str | None) -> pl.DataFrame:
+    """The results lines of ``verdicts`` in the table's columns (the job's name after the documented
+    ones, then passthrough): their events fetched by seq, then decoded as columns."""
     lines = store.payloads([v.verdict_seq for v in verdicts] + [v.submit_seq or 0 for v in verdicts])
     frame = verdict_frame(
         [
@@ -90,17 +98,29 @@ def _lines(store: Store, verdicts: list[Verdict]) -> pl.DataFrame:
     downloads = pl.DataFrame(
         [(task, index, files.get(seq)) for task, index, seq in found], schema=_EMPTY_DOWNLOADS, orient="row"
     )
-    return results_lines(frame, downloads)
+    made = results_lines(frame, downloads)
+    return made.select(*LINE_COLUMNS, pl.lit(job, dtype=pl.String).alias("job"), pl.exclude(LINE_COLUMNS))
 
 
 def touched_rows(store: Store, since: int) -> list[tuple[str, str]]:
     """(id, fingerprint) of the rows whose events came after ``since``: the lines that may change."""
+    return _touched(store, since)[0]
+
+
+def _touched(store: Store, since: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``touched_rows``, and those of them that may have had a line at ``since``: all but the rows whose
+    fingerprint was first submitted after it (attempts count per fingerprint; a line needs a request)."""
     keys: dict[tuple[str, str], None] = {}
+    new: set[tuple[str, str]] = set()
     for _, line in store.events_since(since):
         event = json.loads(line)
-        if event.get("event") in _TASK_KINDS:
-            keys[(str(event["id"]), str(event["fingerprint"]))] = None
-    return list(keys)
+        kind = event.get("event")
+        if kind in _TASK_KINDS:
+            key = (str(event["id"]), str(event["fingerprint"]))
+            keys[key] = None
+            if kind == "submitted" and event.get("attempt") == 1:
+                new.add(key)
+    return list(keys), [key for key in keys if key not in new]
 
 
 def shown_seq(path: Path, namespace: str) -> int | None:
@@ -136,10 +156,16 @@ def rebuild_results(spec: JobSpec) -> Path:
 
 def _write(out: Path, job: str | None, formats: Collection[str], *, full: bool) -> Path:
     try:
-        return _write_from_state(out, job, formats, full=full)
+        try:
+            return _write_from_state(out, job, formats, full=full)
+        except SpliceError as exc:  # the previous table's row groups cannot be reused: rebuild it all
+            if full:
+                raise
+            log.warning("%s: rebuilding it whole from the state (%s)", out / RESULTS_NAME, exc)
+            return _write_from_state(out, job, formats, full=True)
     except OSError as exc:  # a part file, a full disk: the table was not written
         raise PipelineError(f"{out / RESULTS_NAME}: cannot write: {exc.strerror or exc}") from exc
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, SpliceError) as exc:
         raise PipelineError(f"{out / RESULTS_NAME}: cannot write: {exc}") from exc
 
 
@@ -159,20 +185,9 @@ def _write_from_state(out: Path, job: str | None, formats: Collection[str], *, f
         shutil.rmtree(parts, ignore_errors=True)
 
 
-class _Plan:
-    """What a write reads before it writes: the new lines (as part files), and what to keep of the old."""
-
-    def __init__(self, mark: dict[str, str], job: str | None) -> None:
-        self.mark = mark
-        self.job = job
-        self.parts: list[Path] = []
-        self.keep_from: Path | None = None  # the previous table, less the touched rows
-        self.touched = pl.DataFrame(schema={"id": pl.String, "fingerprint": pl.String})
-
-
 def _read(
     store: Store, out: Path, job: str | None, formats: Collection[str], parts: Path, *, full: bool
-) -> _Plan | None:
+) -> Lines | None:
     """In one snapshot of the state: the lines to write (None: the table is up to date)."""
     with store.snapshot():
         header = store.header()
@@ -180,7 +195,7 @@ def _read(
         job = job or (header.job if header else None)
         seq = store.last_seq()
         mark = {_SEQ: str(seq), _NAMESPACE: namespace, _JOB: job or ""}
-        plan = _Plan(mark, job)
+        plan = Lines([], job, mark)
         table = out / RESULTS_NAME
         previous = {} if full else table_mark(table)
         if previous.get(_NAMESPACE) != namespace or _SEQ not in previous:
@@ -188,67 +203,38 @@ def _read(
         else:
             if previous == mark and all((out / f"results.{f}").exists() for f in formats):
                 return None
-            keys = touched_rows(store, int(previous[_SEQ]))
-            plan.keep_from = table
+            keys, maybe = _touched(store, int(previous[_SEQ]))
+            plan.previous, plan.previous_job = table, previous.get(_JOB)
             plan.touched = pl.DataFrame(keys, schema=plan.touched.schema, orient="row")
+            plan.maybe = pl.DataFrame(maybe, schema=plan.touched.schema, orient="row")
             pages = store.verdicts(keys)
-        for number, page in enumerate(pages):
-            part = parts / f"{number:06d}.parquet"
-            _lines(store, page).write_parquet(part)
-            plan.parts.append(part)
+        files = Parts(parts)
+        for page in _pages(pages):
+            files.add(_lines(store, page, job))
+        plan.parts = files.close()
     return plan
 
 
-def _frames(plan: _Plan) -> list[pl.LazyFrame]:
-    """The documented columns (so they come first, typed), the old lines kept, the new ones."""
-    frames = [pl.LazyFrame(schema={name: RESULTS_COLUMNS[name] for name in LINE_COLUMNS})]
-    if plan.keep_from is not None:
-        kept = pl.scan_parquet(plan.keep_from).drop("job")
-        frames.append(kept.join(plan.touched.lazy(), on=["id", "fingerprint"], how="anti"))
-    return frames + [pl.scan_parquet(part) for part in plan.parts]
+def _pages(pages: Iterable[list[Verdict]]) -> Iterator[list[Verdict]]:
+    """``pages`` joined into pages of at least ``_PAGE`` rows (the store looks keys up 500 at a time;
+    building lines costs about the same for 500 rows as for 20,000)."""
+    page: list[Verdict] = []
+    for more in pages:
+        page += more
+        if len(page) >= _PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
 
 
-def _combined(frames: list[pl.LazyFrame], job: str | None) -> pl.LazyFrame:
-    order = [*LINE_COLUMNS, "job"]
-    combined = pl.concat(frames, how="diagonal_relaxed").with_columns(job=pl.lit(job, dtype=pl.String))
-    return combined.select(*order, pl.exclude(order))
-
-
-def _publish(plan: _Plan, out: Path, formats: Collection[str]) -> Path:
-    """Write the combined lines to ``results.parquet`` (with the state's mark) and ``results.csv``."""
+def _publish(plan: Lines, out: Path, formats: Collection[str]) -> Path:
+    """Write the lines to ``results.parquet`` (with the state's mark) and ``results.csv``."""
     table = out / RESULTS_NAME
-    try:
-        lazy = _combined(_frames(plan), plan.job)
-        _sink_atomic(table, lambda tmp: lazy.sink_parquet(tmp, metadata=plan.mark))
-    except pl.exceptions.PolarsError:  # passthrough columns whose types differ between pages
-        mixed = _as_text_where_mixed([frame.collect() for frame in _frames(plan)])
-        frame = _combined([mixed.lazy()], plan.job).collect()
-        write_atomic(table, lambda f: frame.write_parquet(f, metadata=plan.mark))
+    _sink_atomic(table, lambda tmp: write_table(tmp, plan))
     if "csv" in formats:
-        scan = pl.scan_parquet(table)
-        _sink_atomic(out / "results.csv", lambda tmp: _csv_safe(scan).sink_csv(tmp))
+        write_atomic(out / "results.csv", lambda f: write_table_csv(table, f))
     return table
-
-
-def _as_text_where_mixed(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """One frame of ``frames``: a passthrough column whose types differ between them becomes JSON text."""
-    types: dict[str, set[pl.DataType]] = {}
-    for frame in frames:
-        for name, dtype in frame.schema.items():
-            types.setdefault(name, set()).add(dtype)
-    mixed = [name for name, found in types.items() if len(found) > 1]
-    texts = [_texts(frame, [m for m in mixed if m in frame.columns]) for frame in frames]
-    return pl.concat(texts, how="diagonal_relaxed")
-
-
-def _texts(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-    def text(value: Any) -> str | None:
-        plain = value.to_list() if isinstance(value, pl.Series) else value
-        return plain if plain is None or isinstance(plain, str) else json.dumps(plain, default=str)
-
-    return frame.with_columns(
-        pl.Series(name, [text(v) for v in frame[name].to_list()], dtype=pl.String) for name in names
-    )
 
 
 # -- files ---------------------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ _REQUEST = {
     "prompt": pl.String,
 }
 _SUBMIT = pl.Struct({"at": pl.String, "estimate_usd": pl.Float64, "request": pl.Struct(_REQUEST)})
+_DECODE_SLICE: Final = 4096  # JSON texts decoded at once
 _DOWNLOAD = pl.Struct({"path": pl.String, "sha256": pl.String, "bytes": pl.Int64})
 
 
@@ -102,8 +103,8 @@ def results_lines(verdicts: pl.DataFrame, downloads: pl.DataFrame) -> pl.DataFra
         "fingerprint",
         "state",
         "attempts",
-        pl.col("verdict").str.json_decode(_VERDICT).alias("v"),
-        pl.col("submit").str.json_decode(_SUBMIT).alias("s"),
+        _decoded(verdicts["verdict"], _VERDICT).alias("v"),
+        _decoded(verdicts["submit"], _SUBMIT).alias("s"),
         pl.col("submit").str.json_path_match("$.request.options").alias("_options"),
         pl.col("submit").str.json_path_match("$.passthrough").alias("_passthrough"),
     ).with_row_index("_row")
@@ -116,6 +117,15 @@ def results_lines(verdicts: pl.DataFrame, downloads: pl.DataFrame) -> pl.DataFra
     extras = _passthrough_frame(base["_passthrough"].gather(lines["_row"]).to_list())
     lines = lines.drop("_row")
     return lines.hstack(extras) if extras.width else lines
+
+
+def _decoded(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """``texts.str.json_decode(dtype)``, a slice at a time: polars holds a parsed copy of all the text it
+    decodes at once, several times its size."""
+    slices = [texts.slice(start, _DECODE_SLICE) for start in range(0, len(texts), _DECODE_SLICE)]
+    if len(slices) < 2:
+        return texts.str.json_decode(dtype)
+    return pl.concat([part.str.json_decode(dtype) for part in slices])
 
 
 def _common(v: pl.Expr, s: pl.Expr) -> dict[str, pl.Expr]:

@@ -225,7 +225,8 @@ async def _watch_signals(engine: Engine, work: anyio.CancelScope) -> None:
 
 async def _results_loop(spec: JobSpec) -> None:
     """Rewrite the results table every ``results_interval_s``, but never spend more than about a tenth
-    of the run on it (the table is rebuilt from the whole ledger, which grows)."""
+    of the run on it (a write decodes only the rows touched since the last one, but copies the whole
+    table, which grows with the job)."""
     wait = spec.output.results_interval_s
     while True:
         await anyio.sleep(wait)

@@ -338,3 +338,18 @@ def test_images_without_billed_cost_are_flagged(tmp_path: Path) -> None:
     report = report_of(write_results(tmp_path / "j", [row, result_row("b")]))
     assert report.total.estimated_images == 1
     assert any("without a billed cost" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("by", [(), ("category",), ("category", "run"), ("day",)])
+def test_rows_counted_in_several_passes_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: tuple[str, ...]
+) -> None:
+    """A big report counts distinct rows in passes over shares of them: the figures do not change."""
+    job = shop_job(tmp_path / "shop")
+    rows = [result_row(f"x{i}", index=n, category=f"c{i % 3}") for i in range(9) for n in range(2)]
+    write_results(tmp_path / "more", rows)
+    whole = report_of(job, tmp_path / "more", by=by)
+    monkeypatch.setattr("pipeline.report._PASS_FACTS", 2)
+    passes = report_of(job, tmp_path / "more", by=by)
+    assert passes.total == whole.total and passes.groups == whole.groups
+    assert whole.total.rows_succeeded > 9

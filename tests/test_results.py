@@ -8,12 +8,13 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, SpliceError
 from pipeline.events import (
     DownloadedEvent,
     Event,
@@ -24,6 +25,7 @@ from pipeline.events import (
     SucceededEvent,
 )
 from pipeline.jobspec import load_job_spec
+from pipeline.parquet_splice import Footer
 from pipeline.results import (
     RESULTS_COLUMNS,
     rebuild_results,
@@ -411,3 +413,163 @@ def test_a_killed_write_leaves_nothing_the_next_run_keeps(out: Path) -> None:
     removed = remove_stale_temps(out)
     assert sorted(p.name for p in removed) == [".results-parts.xyz", ".results.parquet.abc123.tmp"]
     assert sorted(p.name for p in out.iterdir()) == [STATE_NAME]
+
+
+def _reopen(out: Path) -> Job:
+    """A Job recording into the existing state of ``out``."""
+    job = Job.__new__(Job)
+    store = Store.open(out / STATE_NAME, durability="never")
+    job.writer, job.ns = _Writer(store), store.namespace
+    return job
+
+
+@pytest.fixture
+def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row groups of a few lines, so that a small table has many (as a big one has)."""
+    monkeypatch.setattr("pipeline.results_table.ROW_GROUP", 4)
+    monkeypatch.setattr("pipeline.results_table.SMALL_GROUP", 3)
+
+
+def _catalog(out: Path, rows: int, **passthrough: Any) -> Job:
+    job = Job(out)
+    for i in range(rows):
+        t = job.submit(f"r{i:02d}", **passthrough)
+        job.succeed(f"r{i:02d}", t, (0.01,))
+    return job
+
+
+def _groups(path: Path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def _full(out: Path) -> pl.DataFrame:
+    """The table a full rebuild writes from the same state."""
+    copy = out.parent / f"{out.name}-full"
+    copy.mkdir()
+    (copy / STATE_NAME).write_bytes((out / STATE_NAME).read_bytes())
+    return pl.read_parquet(write_results(copy, "catalog"))
+
+
+@pytest.mark.usefixtures("small_groups")
+class TestRowGroups:
+    def test_new_lines_come_after_the_kept_ones_in_order(self, tmp_path: Path) -> None:
+        """An update keeps the previous lines in their order and adds the new ones after them."""
+        job = _catalog(tmp_path, 10, category="a")
+        job.writer.close()
+        before = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert _groups(tmp_path / "results.parquet") == [4, 4, 2]
+        job = _reopen(tmp_path)
+        for id in ("new-1", "new-2", "new-3"):
+            job.succeed(id, job.submit(id, category="b"), (0.02,))
+        job.writer.close()
+        after = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert after.head(10).equals(before)
+        assert after["id"].to_list()[10:] == ["new-1", "new-2", "new-3"]
+        assert _sorted(after).equals(_sorted(_full(tmp_path)))
+        assert _groups(tmp_path / "results.parquet") == [4, 4, 4, 1]  # the small last group grew
+
+    def test_a_changed_line_in_an_old_group_is_replaced(self, tmp_path: Path) -> None:
+        """A download, a retry that succeeds and a row sent again: their old lines go, wherever they lie."""
+        job = _catalog(tmp_path, 8)
+        t = job.submit("bad")
+        job.fail("bad", t, retryable=False)
+        t = job.submit("retried")
+        job.fail("retried", t, retryable=False)
+        job.writer.close()
+        write_results(tmp_path, "catalog")
+        job = _reopen(tmp_path)
+        job.downloaded("r01", task_uuid_for(job.ns, "fp-r01", 1), 0)
+        t = job.submit("retried", attempt=2)  # in doubt now: its failure line goes
+        job.succeed("r05", task_uuid_for(job.ns, "fp-r05", 1), (0.5,))  # paid twice: the first stays
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert frame.filter(id="r01")["local_path"].to_list() == ["images/r01_0.jpg"]
+        assert "retried" not in frame["id"].to_list() and frame.filter(id="bad").height == 1
+        assert frame.filter(id="r05")["cost_usd"].to_list() == [0.01]
+        assert _sorted(frame).equals(_sorted(_full(tmp_path)))
+
+    def test_a_new_passthrough_column_reaches_the_old_lines(self, tmp_path: Path) -> None:
+        """A column only the new lines have is added, null on the old ones; an int column that gets a
+        float becomes float."""
+        job = _catalog(tmp_path, 6, size=3)
+        job.writer.close()
+        write_results(tmp_path, "catalog")
+        job = _reopen(tmp_path)
+        job.succeed("n", job.submit("n", size=2.5, colour="red"), (0.01,))
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert frame.columns[len(RESULTS_COLUMNS) :] == ["size", "colour"]
+        assert frame.schema["size"] == pl.Float64
+        assert frame["size"].to_list() == [3.0] * 6 + [2.5]
+        assert frame["colour"].to_list() == [None] * 6 + ["red"]
+
+    def test_types_with_nothing_in_common_become_text_in_old_lines_too(self, tmp_path: Path) -> None:
+        """A passthrough column that held lists and now gets a string is text (JSON) in every line."""
+        job = _catalog(tmp_path, 5, tags=["a", "b"])
+        job.writer.close()
+        write_results(tmp_path, "catalog")
+        job = _reopen(tmp_path)
+        job.succeed("n", job.submit("n", tags="plain"), (0.01,))
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert frame["tags"].to_list() == ['["a", "b"]'] * 5 + ["plain"]
+
+    def test_a_renamed_job_renames_every_line(self, tmp_path: Path) -> None:
+        """The job column names the job the table was last written for, in the old lines too."""
+        job = _catalog(tmp_path, 9)
+        job.writer.close()
+        write_results(tmp_path, "catalog")
+        job = _reopen(tmp_path)
+        job.succeed("n", job.submit("n"), (0.01,))
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path, "catalog-v2"))
+        assert set(frame["job"]) == {"catalog-v2"} and frame.height == 10
+
+    def test_a_table_can_lose_its_last_line(self, tmp_path: Path) -> None:
+        """Every line gone (a failed row sent again): the table is empty, with its columns."""
+        job = Job(tmp_path)
+        job.fail("x", job.submit("x"), retryable=False)
+        job.writer.close()
+        write_results(tmp_path, "catalog")
+        job = _reopen(tmp_path)
+        job.submit("x", attempt=2)
+        job.writer.close()
+        frame = pl.read_parquet(write_results(tmp_path, "catalog"))
+        assert frame.height == 0 and frame.columns[: len(RESULTS_COLUMNS)] == list(RESULTS_COLUMNS)
+
+    def test_the_csv_follows_the_table(self, tmp_path: Path) -> None:
+        """results.csv has the same lines as results.parquet, over several row groups."""
+        job = _catalog(tmp_path, 7, tags=["x"])
+        job.writer.close()
+        write_results(tmp_path, "catalog", formats=("parquet", "csv"))
+        csv = pl.read_csv(tmp_path / "results.csv")
+        assert csv.height == 7 and csv["id"].to_list() == read(tmp_path)["id"].to_list()
+        assert csv["tags"].to_list() == ['["x"]'] * 7
+
+
+@pytest.mark.usefixtures("small_groups")
+def test_a_previous_table_that_cannot_be_spliced_is_rebuilt_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A previous table whose footer the splice cannot read (a newer Parquet feature, a damaged
+    file): the update rebuilds the table from the state instead of failing the run."""
+    job = _catalog(tmp_path, 9)
+    job.writer.close()
+    write_results(tmp_path, "catalog")
+    job = _reopen(tmp_path)
+    job.succeed("n", job.submit("n"), (0.01,))
+    job.writer.close()
+
+    read = Footer.read
+
+    def unreadable(cls: type[Footer], f: IO[bytes]) -> Footer:
+        if Path(getattr(f, "name", "")).name == "results.parquet":
+            raise SpliceError("unknown Thrift compact type 13")
+        return read(f)
+
+    monkeypatch.setattr(Footer, "read", classmethod(unreadable))
+    frame = pl.read_parquet(write_results(tmp_path, "catalog"))
+    monkeypatch.undo()
+    assert frame.height == 10
+    assert _sorted(frame).equals(_sorted(_full(tmp_path)))
