@@ -54,6 +54,7 @@ def sandbox_process(*args: str) -> Any:
 class Batch:
     rows: list[Row]
     rejects: list[Any] = field(default_factory=list)
+    done: dict[str, int] = field(default_factory=dict)
 
 
 def make_rows(n: int, tag: str) -> list[Row]:

@@ -291,6 +291,7 @@ class Engine:
                 while (got := await anyio.to_thread.run_sync(self._next_batch, batches, reader)) is not None:
                     batch, states = got
                     self.outcome.rejects.extend(batch.rejects)
+                    self._count_done(batch.done)
                     for row in batch.rows:
                         self.tally.seen += 1
                         state = states.get(row.id)
@@ -303,6 +304,13 @@ class Engine:
                 self.outcome.manifest_done = True
         finally:
             reader.close()
+
+    def _count_done(self, done: dict[str, int]) -> None:
+        """Rows the manifest reader left out as finished (``ManifestBatch.done``, by model)."""
+        for model, rows in done.items():
+            self.tally.seen += rows
+            self.tally.skipped += rows
+            self.outcome.count(SUCCEEDED, model, rows)
 
     def _next_batch(self, batches: Iterator[Any], reader: Store) -> tuple[Any, dict[str, str]] | None:
         """The next manifest batch and the state of its rows the state has seen, by id (in a worker

@@ -19,8 +19,8 @@ when a caller needs them (``pipeline plan``: as raw bytes, what the state stores
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -35,7 +35,15 @@ from pipeline.manifest_schema import ManifestColumns, map_columns
 from pipeline.profiles import model_profiles
 from pipeline.rows import LEGACY_OPTIONS, ImageRequest, Row
 
-__all__ = ["Manifest", "ManifestBatch", "Reject", "open_manifest", "read_manifest"]
+__all__ = [
+    "Manifest",
+    "ManifestBatch",
+    "Reject",
+    "Unfinished",
+    "open_batches",
+    "open_manifest",
+    "read_manifest",
+]
 
 ID_LENGTH = 16  # hex digits of a content-hash id
 _SURVEY_ROWS = 1_000_000  # rows per slice of the survey (of a few columns)
@@ -54,6 +62,12 @@ class Reject:
 class ManifestBatch:
     rows: list[Row]
     rejects: list[Reject]
+    done: dict[str, int] = field(default_factory=dict)  # rows left out as finished, by model (a run's)
+
+
+# A run's question to the state for a batch: (position, state, seen) of the rows not finished, given
+# their ids and fingerprints as raw sha256 bytes (``Store.unfinished``).
+Unfinished = Callable[[list[str], list[bytes]], list[tuple[int, str | None, bool]]]
 
 
 def read_manifest(spec: JobSpec, batch_size: int = 10_000) -> Iterator[ManifestBatch]:
@@ -65,6 +79,15 @@ def read_manifest(spec: JobSpec, batch_size: int = 10_000) -> Iterator[ManifestB
     with open_manifest(spec, batch_size) as manifest:
         for frame in manifest.frames(batch_size):
             yield manifest.to_batch(frame)
+
+
+def open_batches(
+    manifest: Manifest, unfinished: Unfinished, batch_size: int = 10_000
+) -> Iterator[ManifestBatch]:
+    """``read_manifest`` for a run: the rows the state has finished are only counted (``done``), so
+    a nightly run over a big catalog builds Row objects and fingerprint text for its changes only."""
+    for frame in manifest.checked_frames(batch_size):
+        yield manifest.open_batch(frame, unfinished)
 
 
 def open_manifest(spec: JobSpec, batch_size: int = 10_000) -> Manifest:
@@ -245,6 +268,18 @@ class Manifest:
             self._content_seen[key] = (row_id, row)
             return None
         return f"duplicate row: same content as row {seen[1]}"
+
+    def open_batch(self, frame: pl.DataFrame, unfinished: Unfinished) -> ManifestBatch:
+        """The batch of a checked frame, with only the accepted rows ``unfinished`` lists."""
+        good = frame.filter(pl.col("_reason").is_null())
+        digests = [digest or b"" for digest in self.digests(good)]  # accepted rows all have one
+        keep = [pos for pos, _, _ in unfinished(good["_id"].to_list(), digests)]
+        kept = good[keep].with_columns(_fp=pl.Series([digests[pos].hex() for pos in keep], dtype=pl.String))
+        bad = frame.filter(pl.col("_reason").is_not_null()).with_columns(_fp=pl.lit(None, dtype=pl.String))
+        batch = self.to_batch(pl.concat([bad, kept], how="diagonal_relaxed"))
+        finished = good.with_row_index("_pos").filter(~pl.col("_pos").is_in(keep)).group_by("model").len()
+        batch.done = dict(zip(finished["model"].to_list(), finished["len"].to_list(), strict=True))
+        return batch
 
     def to_batch(self, frame: pl.DataFrame) -> ManifestBatch:
         """Row objects for the accepted rows of a validated frame, Rejects for the others."""

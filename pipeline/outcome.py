@@ -153,13 +153,13 @@ class Outcome:
     manifest_done: bool = False
     cancelled: bool = False  # a second signal cancelled in-flight work
 
-    def count(self, state: str, model: str | None = None) -> None:
-        self.rows[state] = self.rows.get(state, 0) + 1
+    def count(self, state: str, model: str | None = None, rows: int = 1) -> None:
+        self.rows[state] = self.rows.get(state, 0) + rows
         if model is None:
             return
         self.used.add(model)
         if state in ("pending", "in_doubt"):
-            self.unfinished[model] += 1
+            self.unfinished[model] += rows
 
     @property
     def stopped_models(self) -> list[StoppedModel]:

@@ -13,12 +13,12 @@ doubt; what was already answered is still committed).
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,7 +32,7 @@ from pipeline.fetcher import Fetcher
 from pipeline.http_shards import ShardedTransport, environment_proxy
 from pipeline.jobspec import JobSpec
 from pipeline.lock import job_lock
-from pipeline.manifest import read_manifest
+from pipeline.manifest import Manifest, ManifestBatch, open_batches, open_manifest
 from pipeline.outcome import Outcome, Stop
 from pipeline.progress import Tally, show_progress
 from pipeline.results import remove_stale_temps, write_rejects, write_results
@@ -61,8 +61,14 @@ class Provider:
         return f"Provider(endpoint={self.endpoint!r}, delivery={self.delivery!r})"
 
 
-def _manifest(spec: JobSpec, batch_size: int) -> Iterator[Any]:
-    return iter(read_manifest(spec, batch_size=batch_size))
+def _open_rows(manifest: Manifest, state: Path, batch_size: int) -> Iterator[ManifestBatch]:
+    """The manifest's batches, each classified by one question to the state (on a connection of its
+    own: the batches are read in worker threads), its finished rows only counted."""
+    try:
+        with Store.open(state) as reader:
+            yield from open_batches(manifest, reader.unfinished, batch_size)
+    finally:
+        manifest.close()
 
 
 async def run_job(
@@ -83,11 +89,17 @@ async def run_job(
     with job_lock(spec.out_dir, spec.name):
         for tmp in remove_stale_temps(spec.out_dir):
             log.info("removed %s, left by a run killed while writing it", tmp.name)
-        if batches is None:
-            batches = _manifest(spec, batch_size)
-        first = await anyio.to_thread.run_sync(next, batches, None)  # a bad manifest fails here
-        stream = itertools.chain([] if first is None else [first], batches)
-        store = await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console))
+        # a bad manifest fails here, before the state is opened
+        manifest = await anyio.to_thread.run_sync(open_manifest, spec, batch_size) if from_manifest else None
+        try:
+            store = await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console))
+        except BaseException:
+            if manifest is not None:
+                manifest.close()
+            raise
+        if manifest is not None:
+            batches = _open_rows(manifest, store.path, batch_size)
+        stream = iter(batches or ())
         try:
             run_id = new_run_id()
             store.record(RunEvent(run_id=run_id))

@@ -32,6 +32,7 @@ KEY = "sk-engine-test-KEY"
 class Batch:
     rows: list[Row]
     rejects: list[Any] = field(default_factory=list)
+    done: dict[str, int] = field(default_factory=dict)
 
 
 def make_row(i: int, prompt: str | None = None, refs: tuple[str, ...] = (), n: int = 1) -> Row:
