@@ -269,11 +269,19 @@ class Manifest:
             return None
         return f"duplicate row: same content as row {seen[1]}"
 
+    def ask(
+        self, accepted: pl.DataFrame, unfinished: Unfinished
+    ) -> tuple[list[bytes], list[tuple[int, str | None, bool]]]:
+        """The fingerprint digests of a checked frame's accepted rows, and what ``unfinished`` (the
+        state) answers about them: one question for the batch."""
+        digests = [digest for digest in self.digests(accepted) if digest is not None]  # all have one
+        return digests, unfinished(accepted["_id"].to_list(), digests)
+
     def open_batch(self, frame: pl.DataFrame, unfinished: Unfinished) -> ManifestBatch:
         """The batch of a checked frame, with only the accepted rows ``unfinished`` lists."""
         good = frame.filter(pl.col("_reason").is_null())
-        digests = [digest or b"" for digest in self.digests(good)]  # accepted rows all have one
-        keep = [pos for pos, _, _ in unfinished(good["_id"].to_list(), digests)]
+        digests, found = self.ask(good, unfinished)
+        keep = [pos for pos, _, _ in found]
         kept = good[keep].with_columns(_fp=pl.Series([digests[pos].hex() for pos in keep], dtype=pl.String))
         bad = frame.filter(pl.col("_reason").is_not_null()).with_columns(_fp=pl.lit(None, dtype=pl.String))
         batch = self.to_batch(pl.concat([bad, kept], how="diagonal_relaxed"))

@@ -259,8 +259,8 @@ class _Tally:
     def _classify(self, accepted: pl.DataFrame) -> Classified:
         if self.store is None or accepted.height == 0:
             return _all_new(accepted.height)
-        digests = [d for d in self.manifest.digests(accepted) if d is not None]
-        return classify(accepted.height, self.store.unfinished(accepted["_id"].to_list(), digests))
+        _, found = self.manifest.ask(accepted, self.store.unfinished)
+        return classify(accepted.height, found)
 
     def rejects(self) -> pl.DataFrame:
         empty = pl.DataFrame(schema=_REJECTS_SCHEMA)

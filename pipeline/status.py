@@ -142,8 +142,7 @@ def _known(store: Store, manifest: Manifest, good: pl.DataFrame) -> Counter[str]
     """How many accepted rows of a batch the state knows (their id and fingerprint), by state."""
     if good.height == 0:
         return Counter()
-    digests = [digest for digest in manifest.digests(good) if digest is not None]
-    unfinished = store.unfinished(good["_id"].to_list(), digests)
+    _, unfinished = manifest.ask(good, store.unfinished)
     known = Counter(state for _, state, _ in unfinished if state is not None)
     known[SUCCEEDED] += good.height - len(unfinished)
     return known
