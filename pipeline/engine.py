@@ -52,7 +52,7 @@ from pipeline.profiles import load_model_profile
 from pipeline.progress import Tally
 from pipeline.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
 from pipeline.recorder import Recorder
-from pipeline.retry import Backoff, retry_policy
+from pipeline.retry import Backoff, attempts, retry_policy
 from pipeline.rows import Row
 from pipeline.runware import (
     UNREACHABLE,
@@ -377,7 +377,7 @@ class Engine:
 
     async def _generate(self, row: Row, reserved: Decimal) -> None:
         max_attempts = self.spec.limits.max_attempts
-        policy = retry_policy(max_attempts, backoff=self.hooks.backoff, sleep=self._nap)
+        policy = attempts(max_attempts, backoff=self.hooks.backoff, sleep=self._nap)
         async for attempt in policy:
             with attempt:
                 if self.halted:

@@ -3,7 +3,7 @@
 Transient errors (``pipeline.errors.TransientError``) are retried with exponential backoff and
 (equal) jitter, never sooner than the provider's ``Retry-After``; anything else goes straight through::
 
-    async for attempt in retry_policy(max_attempts=5):
+    async for attempt in attempts(max_attempts=5):   # retry_policy(...), untangled when done
         with attempt:
             await send()
 
@@ -13,15 +13,15 @@ Transient errors (``pipeline.errors.TransientError``) are retried with exponenti
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, AttemptManager, RetryCallState, retry_if_exception, stop_after_attempt
 
 from pipeline.errors import TransientError
 
-__all__ = ["Backoff", "is_retryable", "retry_after_of", "retry_policy"]
+__all__ = ["Backoff", "attempts", "is_retryable", "retry_after_of", "retry_policy"]
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -72,3 +72,25 @@ def retry_policy(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+async def attempts(
+    max_attempts: int,
+    *,
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> AsyncIterator[AttemptManager]:
+    """The attempts of ``retry_policy``, whose reference cycles are broken once they end.
+
+    A tenacity policy points at its call state and its pending actions, which point back at it: every
+    row of a run left some 30 objects that only the cycle collector frees, and at 128 rows a second its
+    full collections paused the event loop for 40-100 ms a few times a minute (answers waited). Cut
+    here, they are freed as soon as the row is done.
+    """
+    policy = retry_policy(max_attempts, backoff=backoff, sleep=sleep)
+    try:
+        async for attempt in policy:
+            yield attempt
+    finally:
+        policy.iter_state.reset()
+        policy.__dict__.pop("_retry_state", None)

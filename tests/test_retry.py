@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 import pytest
+from tenacity import AsyncRetrying
 
 from pipeline.errors import FatalProviderError, PermanentProviderError, TransientProviderError
-from pipeline.retry import Backoff, is_retryable, retry_policy
+from pipeline.retry import Backoff, attempts, is_retryable, retry_policy
 
 
 class Recorder:
@@ -87,3 +89,39 @@ class TestBackoff:
         assert is_retryable(_transient())
         assert not is_retryable(PermanentProviderError(message="x"))
         assert not is_retryable(ValueError())
+
+
+class TestAttempts:
+    @pytest.mark.anyio
+    async def test_same_policy_as_retry_policy(self) -> None:
+        """503 then success: one wait, the second attempt's result; out of attempts: the last error."""
+        rec = Recorder()
+        calls = 0
+        async for attempt in attempts(3, sleep=rec.sleep):
+            with attempt:
+                calls += 1
+                if calls == 1:
+                    raise _transient()
+        assert (calls, len(rec.sleeps)) == (2, 1)
+        with pytest.raises(TransientProviderError):
+            async for attempt in attempts(2, sleep=rec.sleep):
+                with attempt:
+                    raise _transient()
+
+    @pytest.mark.anyio
+    async def test_a_successful_row_leaves_nothing_for_the_cycle_collector(self) -> None:
+        """Once its attempts end, a policy is freed by reference counting: a run of many rows gives the
+        garbage collector nothing to pause the event loop for."""
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(20):
+                async for attempt in attempts(3):
+                    with attempt:
+                        pass
+            gc.collect()
+            left = [o for o in gc.garbage if isinstance(o, AsyncRetrying)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert left == []
