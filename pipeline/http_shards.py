@@ -13,6 +13,7 @@ while another has a free connection.
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -27,13 +28,15 @@ SHARD_CONNECTIONS = 8  # connections a shard holds at most
 class ShardedTransport(httpx.AsyncBaseTransport):
     """``connections`` keep-alive connections in pools of at most ``SHARD_CONNECTIONS`` each."""
 
-    def __init__(self, connections: int, *, proxy: str | None = None) -> None:
+    def __init__(
+        self, connections: int, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         count = max(1, -(-connections // SHARD_CONNECTIONS))
         per_shard = -(-connections // count)
         limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        ssl = httpx.create_ssl_context()  # loaded once, shared by every shard
+        ssl_context = ssl_context or httpx.create_ssl_context()  # loaded once (25 ms), for every shard
         self._shards = [
-            httpx.AsyncHTTPTransport(verify=ssl, limits=limits, proxy=proxy) for _ in range(count)
+            httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy) for _ in range(count)
         ]
         self._busy = [0] * count
 

@@ -13,6 +13,7 @@ of ``pipeline.runware_wire``. The API key is scrubbed from every message.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from pipeline.errors import (
     ProviderError,
     TransientProviderError,
 )
+from pipeline.http_lean import Answer, LeanConnections, post_head
 from pipeline.runware_wire import (
     GeneratedImage,
     InDoubtError,
@@ -90,24 +92,35 @@ def _is_verdict(exc: ProviderError) -> bool:
 class RunwareClient:
     """Runware's REST API (``POST endpoint`` with a JSON array of tasks)."""
 
-    def __init__(self, http: httpx.AsyncClient, endpoint: str, api_key: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, endpoint: str, api_key: str, *, lean: LeanConnections | None = None
+    ) -> None:
         self._http = http
+        self._lean = lean  # when given, the POSTs go over these connections (``http_lean``)
         self.endpoint = endpoint
+        self._url = httpx.URL(endpoint)
         self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     async def post(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send ``tasks``; the answer's data items, or a classified ``ProviderError``."""
+        body = json.dumps(list(tasks), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         try:
-            response = await self._http.post(self.endpoint, json=list(tasks), headers=self._headers)
-            body = await response.aread()
+            answer = await self._send(body)
         except httpx.HTTPError as exc:
             raise self._scrub(transport_error(exc)) from None
         task_type = tasks[-1].get("taskType") if tasks else None
         try:
-            return read_answer(response.status_code, response.headers, body, task_type=task_type)
+            return read_answer(answer.status, answer.headers, answer.body, task_type=task_type)
         except ProviderError as exc:
             raise self._scrub(exc) from None
+
+    async def _send(self, body: bytes) -> Answer:
+        if self._lean is not None:
+            head = post_head(self._url, self._headers, len(body))
+            return await self._lean.post(self._url, head, body, self._http.timeout)
+        response = await self._http.post(self._url, content=body, headers=self._headers)
+        return Answer(response.status_code, dict(response.headers), await response.aread())
 
     async def authenticate(self) -> None:
         """Check the API key with the ``authentication`` task (no generation, no charge); raises the

@@ -84,7 +84,7 @@ class TestDiskFull:
         job = write_job(tmp_path, sandbox.url, ROWS, concurrency=8)
         out = tmp_path / "out"
         with tmpfs(out, "8m"):
-            filler = fill(out, leave=256 * 1024)
+            filler = fill(out, leave=512 * 1024)
             assert_stopped_cleanly(cli(job), "database or disk is full")
             paid_then = billing(sandbox)["tasks"]
             assert 0 < paid_then < ROWS
