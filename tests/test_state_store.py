@@ -550,6 +550,21 @@ class TestSchema:
         assert conn.execute("SELECT schema_version FROM job").fetchone()[0] == SCHEMA_VERSION + 1
         conn.close()
 
+    def test_a_read_only_store_reads_and_never_writes(self, tmp_path: Path) -> None:
+        """A second reader (the plan's background thread) sees the state, cannot change it, and never
+        creates a database where there is none."""
+        path = tmp_path / STATE_NAME
+        with Store.open(path, job="demo") as store:
+            store.record(submitted("a"))
+        with Store.open(path, read_only=True) as reader:
+            assert reader.row_state("a", FP) == rule.IN_DOUBT
+            with pytest.raises(StoreError, match="readonly"):
+                reader.record(submitted("b"))
+        missing = tmp_path / "none" / STATE_NAME
+        with pytest.raises(StoreError, match="cannot open"):
+            Store.open(missing, read_only=True)
+        assert not missing.parent.exists()
+
     def test_the_in_doubt_index_uses_the_rules_state_name(self) -> None:
         """The partial index of in-doubt rows is spelled with the state the rule writes."""
         assert any(f"WHERE state = '{rule.IN_DOUBT}'" in statement for statement in schema._TABLES)
@@ -608,6 +623,10 @@ class TestEventLog:
             lines = dict(enumerate(export(store), start=1))
             for step in (1, 7, BLOCK_EVENTS - 1, BLOCK_EVENTS * 2 + 3):
                 seqs = list(range(2, len(lines) + 1, step))
+                assert store.payloads(seqs) == {seq: lines[seq] for seq in seqs}
+            for offsets in ([0], [BLOCK_EVENTS - 1], [0, BLOCK_EVENTS - 1], [3, BLOCK_EVENTS * 3 // 4]):
+                seqs = [first + n for first in range(1, len(lines), BLOCK_EVENTS) for n in offsets]
+                seqs = [seq for seq in seqs if seq in lines]
                 assert store.payloads(seqs) == {seq: lines[seq] for seq in seqs}
             assert store.payloads([len(lines) + 5]) == {}
 

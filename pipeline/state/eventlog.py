@@ -207,16 +207,24 @@ def _lines(data: bytes) -> list[str]:
 
 def _block_lines(data: bytes, offsets: Sequence[int], span: int) -> list[str]:
     """The lines at ``offsets`` (ascending) of a block of ``span + 1`` lines: inflated only as far as
-    the last of them, unless that is near the end anyway."""
-    if offsets[-1] >= span * 3 // 4:
+    the last of them, unless that is near the end anyway; split only from the first of them on,
+    counting from the end of what was inflated (a plan wants one line of most blocks: splitting and
+    decoding less saves a tenth of its reading)."""
+    if offsets[-1] < span * 3 // 4:
+        text, newlines = _inflate_through(data, offsets[-1])
+    elif len(offsets) > span // 2:  # most of the block (a results table): one decode and split is less
         lines = _lines(data)
         return [lines[offset] for offset in offsets]
-    pieces = _inflate_through(data, offsets[-1]).split(b"\n", offsets[-1] + 1)
-    return [pieces[offset].decode() for offset in offsets]
+    else:
+        text, newlines = zlib.decompress(data), span
+    pieces = text.rsplit(b"\n", newlines - offsets[0] + 1)
+    first = len(pieces) - newlines - 1  # pieces[first + n] is line n
+    return [pieces[first + offset].decode() for offset in offsets]
 
 
-def _inflate_through(data: bytes, line: int) -> bytes:
-    """At least the first ``line + 1`` lines of a block (all of it when they are all there is)."""
+def _inflate_through(data: bytes, line: int) -> tuple[bytes, int]:
+    """At least the first ``line + 1`` lines of a block (all of it when they are all there is), and
+    how many newlines that text has."""
     inflater = zlib.decompressobj()
     parts: list[bytes] = []
     newlines, pending = 0, data
@@ -224,7 +232,8 @@ def _inflate_through(data: bytes, line: int) -> bytes:
         part = inflater.decompress(pending, _INFLATE_STEP)
         pending = inflater.unconsumed_tail
         if not part:  # nothing more came out: a whole decompress reads it (or says what is wrong)
-            return zlib.decompress(data)
+            text = zlib.decompress(data)
+            return text, text.count(b"\n")
         parts.append(part)
         newlines += part.count(b"\n")
-    return b"".join(parts)
+    return b"".join(parts), newlines

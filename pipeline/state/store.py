@@ -91,13 +91,17 @@ class Store:
         job: str | None = None,
         durability: Durability = "group",
         group_commit_ms: float = 200.0,
+        read_only: bool = False,
     ) -> Store:
         """Open (creating or upgrading) the database at ``path``; with ``job``, a new one gets its header
-        (a ``job`` event with a fresh random namespace for the task UUIDs)."""
+        (a ``job`` event with a fresh random namespace for the task UUIDs). ``read_only``: an existing
+        database of the current version, never created nor written (a second reader of an open store)."""
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            target = f"{path.resolve().as_uri()}?mode=ro" if read_only else path
+            conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=read_only)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open: {exc}") from exc
         try:
