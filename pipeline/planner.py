@@ -14,7 +14,8 @@ rejects and the changed rows. A changed row that an earlier model already genera
 references) is done when the job says ``[resume] keep_earlier_models = true``. The plan never writes the
 job's state: it imports a 0.1 ledger once, and records the manifest's summary beside the state for
 ``pipeline status`` (a cache). Costs are in ``plan_costs``, the changed rows' history (their last
-requests, from the store) in ``plan_history``, formatting in ``plan_format``.
+requests, from the store) in ``plan_history``, read in a background thread while the next batches are
+classified (``plan_reader``), formatting in ``plan_format``.
 """
 
 from __future__ import annotations
@@ -42,14 +43,8 @@ from pipeline.plan_costs import (
     price_groups,
     total_usd,
 )
-from pipeline.plan_history import (
-    Changes,
-    compare,
-    earlier_model_ids,
-    history_frame,
-    prompt_hash,
-    refs_hash,
-)
+from pipeline.plan_history import Changes, compare, earlier_model_ids, prompt_hash, refs_hash
+from pipeline.plan_reader import History, HistoryReader
 from pipeline.profiles import load_model_profile, option_names
 from pipeline.results import REJECTS_COLUMNS, REJECTS_NAME, write_frame
 from pipeline.rows import LEGACY_OPTIONS
@@ -69,7 +64,6 @@ __all__ = [
 ]
 
 _REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
-_SUCCEEDED_SCHEMA = pl.Schema({"id": pl.String, "fingerprint": pl.String})
 _DERIVED = ("_nrefs", "_prompt_h", "_refs_h", "_refkeys")  # computed by _compact
 _ACCEPTED = pl.Schema(
     {
@@ -240,6 +234,9 @@ class _Tally:
         self.changed: list[pl.DataFrame] = []
         self.reject_frames: list[pl.DataFrame] = []
         self.store_counts: dict[str, int] = {}  # the store's counts in the same snapshot
+        # Last (it starts a thread): the changed rows' history is read while the next batches are
+        # classified (plan_reader).
+        self.reader = HistoryReader(self.store, _options()) if self.store is not None else None
 
     def add(self, frame: pl.DataFrame) -> None:
         self.total += frame.height
@@ -255,6 +252,8 @@ class _Tally:
             self.new_groups.append(_detached(price_groups(_compact(accepted[found.new]))))
         if found.changed:
             self.changed.append(_detached(_compact(accepted[found.changed])))
+            if self.reader is not None:
+                self.reader.add(self.changed[-1]["_id"].to_list())
 
     def _classify(self, accepted: pl.DataFrame) -> Classified:
         if self.store is None or accepted.height == 0:
@@ -280,22 +279,18 @@ class _Tally:
 
 
 def _history(
-    store: Store | None, changed: pl.DataFrame, keep: bool
+    history: History | None, changed: pl.DataFrame, keep: bool
 ) -> tuple[pl.DataFrame, Changes, EarlierModel]:
     """Changed rows an earlier model generated (left out when ``keep``), and why the others changed;
-    the changed rows to send."""
-    if changed.height == 0 or store is None:
+    the changed rows to send. ``history``: of the changed rows (None: the job has no state)."""
+    if changed.height == 0 or history is None:
         return changed, Changes(), EarlierModel()
-    ids = changed["_id"].to_list()
-    pages = [history_frame(sent, _options()) for sent in store.last_submitted_pages(ids)]
-    history = pl.concat(pages) if pages else history_frame([], _options())
-    succeeded = pl.DataFrame(store.succeeded_fingerprints(ids), schema=_SUCCEEDED_SCHEMA, orient="row")
-    earlier = earlier_model_ids(changed, history, succeeded, _options())
+    earlier = earlier_model_ids(changed, history.sent, history.succeeded, _options())
     is_earlier = pl.col("_id").is_in(earlier.implode())
     found = EarlierModel(int(earlier.len()), total_usd(price_groups(changed.filter(is_earlier))), keep)
     if keep:
         changed = changed.filter(~is_earlier)
-    return changed, compare(changed, history, _options()), found
+    return changed, compare(changed, history.sent, _options()), found
 
 
 def _record_summary(store: Store | None, spec: JobSpec, tally: _Tally, rejected: int) -> None:
@@ -321,12 +316,14 @@ def build_plan(spec: JobSpec, today: dt.date, *, batch_size: int = 50_000, shown
 def _build(spec: JobSpec, store: Store | None, today: dt.date, batch_size: int, shown_rejects: int) -> Plan:
     with open_manifest(spec, batch_size) as manifest, store.snapshot() if store else nullcontext():
         tally = _Tally(manifest, store)
-        for frame in manifest.checked_frames(batch_size):
-            tally.add(frame)
+        with tally.reader or nullcontext():
+            for frame in manifest.checked_frames(batch_size):
+                tally.add(frame)
+            history = tally.reader.history() if tally.reader else None
         tally.store_counts = store.counts() if store else {}
         spent = store.spent_usd() if store else Decimal(0)
         keep = spec.resume.keep_earlier_models
-        changed, changes, earlier = _history(store, tally.changed_rows(), keep)
+        changed, changes, earlier = _history(history, tally.changed_rows(), keep)
     rejects = tally.rejects()
     _record_summary(store, spec, tally, rejects.height)
     counts = tally.row_counts(rejects.height)

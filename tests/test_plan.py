@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,7 @@ from manifest_jobs import failed, load, read_all, submitted, succeeded, write_le
 
 from pipeline.cli import main
 from pipeline.cli._output import err_console
+from pipeline.errors import StoreError
 from pipeline.jobspec import Limits, load_job_spec
 from pipeline.plan_format import plan_json
 from pipeline.planner import build_plan, classify, time_estimate_s
@@ -154,6 +156,18 @@ class TestState:
         whole = plan_json(build_plan(spec, TODAY))
         assert whole["rows"]["changed"] == 2 and whole["rows"]["rejected"] == 2
         assert plan_json(build_plan(spec, TODAY, batch_size=2)) == whole
+
+    def test_a_changed_row_whose_request_cannot_be_read_stops_the_plan(self, tmp_path: Path) -> None:
+        """The changed rows' history is read in the background; its error is the plan's (no hang)."""
+        csv = "id,prompt\na,p1\nb,p2 edited\n"
+        write_ledger(tmp_path / "out", [submitted("b", "0" * 64), succeeded("b", "0" * 64)])
+        spec = load(tmp_path, csv, spec=MINI)
+        assert build_plan(spec, TODAY).rows.changed == 1  # imports the ledger
+        with sqlite3.connect(tmp_path / "out" / "state.db") as conn:
+            conn.execute("UPDATE rows SET last_submit_seq = 1 WHERE id = 'b'")  # seq 1: the job event
+        conn.close()
+        with pytest.raises(StoreError, match="'submitted' event was expected"):
+            build_plan(spec, TODAY, batch_size=1)
 
     def test_classify_counts_and_places_a_batch(self) -> None:
         """The rows the store says are unfinished are new or changed; every other row is done."""
