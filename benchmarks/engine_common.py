@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.jobspec import JobSpec, load_job_spec
+from pipeline.config.jobspec import JobSpec, load_job_spec
 from pipeline.rows import ImageRequest, Row
 
 ROOT = Path(__file__).resolve().parent.parent

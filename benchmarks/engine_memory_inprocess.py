@@ -20,8 +20,8 @@ import anyio
 import httpx
 from engine_common import Batch, make_rows, make_spec
 
-import pipeline.runner as runner
-from pipeline.runner import Provider, run_job
+import pipeline.run.runner as runner
+from pipeline.run.runner import Provider, run_job
 
 
 def stub(request: httpx.Request) -> httpx.Response:

@@ -24,7 +24,7 @@ which the in-process timings of the SDK and the bare loop do not see).
 
 With latency L at concurrency C the ideal is C / L tasks a second (500 ms, 64: 128/s). Issue 9's targets:
 ``pipeline`` at least 1.0 of ``sdk`` and 0.97 of the ideal. Every contender sends the same task (the one
-the pipeline builds for the job's rows: ``pipeline.runware_wire.inference_task``).
+the pipeline builds for the job's rows: ``pipeline.runware.wire.inference_task``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ MODEL, QUALITY, SIZE, FORMAT = "openai:gpt-image@2", "low", 1024, "JPG"
 
 def wire_task(prompt: str) -> dict[str, Any]:
     """The task the pipeline sends for a row of the job below (without its taskUUID)."""
-    from pipeline.profiles import load_model_profile
+    from pipeline.config.profiles import load_model_profile
     from pipeline.rows import ImageRequest
-    from pipeline.runware_wire import inference_task
+    from pipeline.runware.wire import inference_task
 
     profile = load_model_profile(MODEL)
     request = ImageRequest(MODEL, prompt, SIZE, SIZE, QUALITY, "", FORMAT, 1)
@@ -191,7 +191,7 @@ def main() -> None:
     if args.client:
         client_main(args)
         return
-    from pipeline.jobspec import parse_duration
+    from pipeline.config.jobspec import parse_duration
 
     latency = parse_duration(args.latency) if args.latency not in ("0", "0s") else 0.0
     compile_bytecode(ROOT / "pipeline", *_site_packages(Path(sys.prefix)))

@@ -83,8 +83,8 @@ def make_ledger(spec_path: Path, fraction: float = 0.5) -> int:
     """A ledger where the first ``fraction`` of the accepted rows succeeded (submitted + succeeded)."""
     import polars as pl
 
-    from pipeline.jobspec import load_job_spec
-    from pipeline.manifest import open_manifest
+    from pipeline.config.jobspec import load_job_spec
+    from pipeline.manifest.reader import open_manifest
 
     spec = load_job_spec(spec_path)
     manifest = open_manifest(spec)

@@ -101,7 +101,7 @@ def _db_sink(out_dir: Path, job: str) -> _Sink:
 
 
 def _jsonl_sink(out_dir: Path, job: str) -> _Sink:
-    from pipeline.events import JobEvent, event_to_json
+    from pipeline.state.events import JobEvent, event_to_json
 
     header = JobEvent(namespace=str(uuid.uuid4()), job=job)
     ledger = (out_dir / "ledger.jsonl").open("w", encoding="utf-8")
@@ -119,7 +119,13 @@ def _at(second: float) -> str:
 
 def _row_events(row: Any, k: int, namespace: str, run_id: str, rng: random.Random) -> Iterator[Any]:
     """What a run records for manifest row ``k``: submitted, (failed, submitted,) succeeded, downloaded."""
-    from pipeline.events import DownloadedEvent, FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
+    from pipeline.state.events import (
+        DownloadedEvent,
+        FailedEvent,
+        ImageResult,
+        SubmittedEvent,
+        SucceededEvent,
+    )
 
     try:
         from pipeline.state.ids import task_uuid_for
@@ -169,9 +175,9 @@ def _row_events(row: Any, k: int, namespace: str, run_id: str, rng: random.Rando
 
 def write_state(spec_path: Path, fmt: str, batch_events: int = 50_000) -> None:
     """Every accepted row of the spec's manifest generated, recorded as ``fmt`` ("db" or "jsonl")."""
-    from pipeline.events import RunEvent
-    from pipeline.jobspec import load_job_spec
-    from pipeline.manifest import read_manifest
+    from pipeline.config.jobspec import load_job_spec
+    from pipeline.manifest.reader import read_manifest
+    from pipeline.state.events import RunEvent
 
     spec = load_job_spec(spec_path)
     spec.out_dir.mkdir(parents=True, exist_ok=True)

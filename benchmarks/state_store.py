@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.events import (
+from pipeline.state import Store, import_ledger
+from pipeline.state.events import (
     DownloadedEvent,
     Event,
     ImageResult,
@@ -33,7 +34,6 @@ from pipeline.events import (
     SucceededEvent,
     event_to_json,
 )
-from pipeline.state import Store, import_ledger
 from pipeline.state.ids import task_uuid_for
 
 WORDS = [

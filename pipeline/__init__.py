@@ -37,26 +37,31 @@ from pipeline.errors import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.fingerprint import fingerprint
-    from pipeline.jobspec import JobSpec, load_job_spec
-    from pipeline.manifest import ManifestBatch, Reject, read_manifest
-    from pipeline.profiles import ModelProfile, ProviderProfile, load_model_profile, load_provider_profile
-    from pipeline.results import rebuild_results, write_results
+    from pipeline.config.jobspec import JobSpec, load_job_spec
+    from pipeline.config.profiles import (
+        ModelProfile,
+        ProviderProfile,
+        load_model_profile,
+        load_provider_profile,
+    )
+    from pipeline.manifest.fingerprint import fingerprint
+    from pipeline.manifest.reader import ManifestBatch, Reject, read_manifest
+    from pipeline.output.results.write import rebuild_results, write_results
     from pipeline.rows import ImageRequest, Row
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        "pipeline.fingerprint": ("fingerprint",),
-        "pipeline.jobspec": ("JobSpec", "load_job_spec"),
-        "pipeline.manifest": ("ManifestBatch", "Reject", "read_manifest"),
-        "pipeline.profiles": (
+        "pipeline.manifest.fingerprint": ("fingerprint",),
+        "pipeline.config.jobspec": ("JobSpec", "load_job_spec"),
+        "pipeline.manifest.reader": ("ManifestBatch", "Reject", "read_manifest"),
+        "pipeline.config.profiles": (
             "ModelProfile",
             "ProviderProfile",
             "load_model_profile",
             "load_provider_profile",
         ),
-        "pipeline.results": ("rebuild_results", "write_results"),
+        "pipeline.output.results.write": ("rebuild_results", "write_results"),
         "pipeline.rows": ("ImageRequest", "Row"),
     },
 )

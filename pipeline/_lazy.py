@@ -1,7 +1,7 @@
 """Names a package exports but imports only when first used (PEP 562), so that importing the package,
 or running ``pipeline --help``, does not pay for polars, httpx or uvicorn::
 
-    __getattr__ = lazy_exports(__name__, {"pipeline.manifest": ("read_manifest",)})
+    __getattr__ = lazy_exports(__name__, {"pipeline.manifest.reader": ("read_manifest",)})
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
     request.option("quality")    # "medium"; None when unset
     request.option_items()       # (("moderation", "low"), ("quality", "medium")): every option set
 
-Option values are canonical text (``pipeline.profiles.OptionSpec.parse``); the model's profile turns
+Option values are canonical text (``pipeline.config.profiles.OptionSpec.parse``); the model's profile turns
 them into wire values.
 """
 

@@ -10,8 +10,8 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.manifest import ManifestBatch, read_manifest
+from pipeline.config.jobspec import JobSpec, load_job_spec
+from pipeline.manifest.reader import ManifestBatch, read_manifest
 
 
 def write_job(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pipeline.profiles import load_model_profile, parse_size
+from pipeline.config.profiles import load_model_profile, parse_size
 from pipeline.rows import ImageRequest
-from pipeline.runware_wire import inference_task
+from pipeline.runware.wire import inference_task
 
 
 def inference(**overrides: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pipeline.downloads import (
+from pipeline.run.downloads import (
     DownloadTooLargeError,
     PermanentDownloadError,
     TransientDownloadError,
@@ -27,8 +27,8 @@ from pipeline.downloads import (
     pending_downloads,
     render_filename,
 )
-from pipeline.events import DownloadedEvent, ImageResult, SubmittedEvent, SucceededEvent
 from pipeline.state import STATE_NAME, Store
+from pipeline.state.events import DownloadedEvent, ImageResult, SubmittedEvent, SucceededEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.earlier_models import generated_by_earlier_model, settings_of
-from pipeline.events import Event, FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
-from pipeline.fingerprint import request_fingerprint
+from pipeline.manifest.fingerprint import request_fingerprint
 from pipeline.rows import ImageRequest, Row
+from pipeline.run.earlier_models import generated_by_earlier_model, settings_of
 from pipeline.state import STATE_NAME, Store
+from pipeline.state.events import Event, FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
 from pipeline.state.ids import task_uuid_for
 
 

@@ -15,15 +15,15 @@ import httpx
 import pytest
 from engine_fake import FakeRunware
 
-from pipeline.engine import Engine, EngineHooks
-from pipeline.events import Event, event_from_dict
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.outcome import Outcome
-from pipeline.reconcile import Poll
-from pipeline.retry import Backoff
+from pipeline.config.jobspec import JobSpec, load_job_spec
 from pipeline.rows import ImageRequest, Row
-from pipeline.runware import RunwareClient
+from pipeline.run.engine import Engine, EngineHooks
+from pipeline.run.outcome import Outcome
+from pipeline.run.reconcile import Poll
+from pipeline.run.retry import Backoff
+from pipeline.runware.client import RunwareClient
 from pipeline.state import STATE_NAME, Store, open_job_state
+from pipeline.state.events import Event, event_from_dict
 
 KEY = "sk-engine-test-KEY"
 
@@ -332,7 +332,7 @@ class TestResume:
         """A crash between 'submitted' and the send: resent with the same taskUUID, charged once."""
         spec = make_spec(tmp_path)
         row = make_row(0)
-        from pipeline.events import SubmittedEvent
+        from pipeline.state.events import SubmittedEvent
         from pipeline.state.ids import task_uuid_for
 
         with open_job_state(spec.out_dir, job=spec.name) as store:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pipeline.outcome import Outcome, Stop
-from pipeline.progress import Tally, format_line
+from pipeline.run.outcome import Outcome, Stop
+from pipeline.run.progress import Tally, format_line
 
 
 class TestProgressLine:

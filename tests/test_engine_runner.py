@@ -16,12 +16,12 @@ from engine_fake import FakeRunware
 from rich.console import Console
 from test_engine import Batch, make_row, make_spec, state_events
 
+from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import LockHeldError, ManifestError
-from pipeline.jobspec import load_job_spec
-from pipeline.lock import job_lock
-from pipeline.runner import Provider, run_job
+from pipeline.run.runner import Provider, run_job
 from pipeline.sandbox import SandboxSettings, SandboxThread
 from pipeline.state.ledger_file import read_events as state_events_of_ledger
+from pipeline.state.lock import job_lock
 
 KEY = "sk-runner-SECRET"
 

@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 from test_engine import state_events
 
-from pipeline.jobspec import load_job_spec
-from pipeline.runner import Provider, run_job
+from pipeline.config.jobspec import load_job_spec
+from pipeline.run.runner import Provider, run_job
 from pipeline.sandbox import SandboxSettings, SandboxThread
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ import json
 import math
 from decimal import Decimal
 
-from pipeline.events import (
+from pipeline.rows import ImageRequest, Row
+from pipeline.state.events import (
     DownloadedEvent,
     DownloadFailedEvent,
     FailedEvent,
@@ -20,7 +21,6 @@ from pipeline.events import (
     event_from_dict,
     event_to_json,
 )
-from pipeline.rows import ImageRequest, Row
 
 NS = "6f1c1f8e-3a59-4e0b-9d51-2d4a8f0f7c11"
 TASK = "0d5e3a42-51b8-5c7e-9a0b-3f6d2c1e4b7a"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.events import RunEvent
 from pipeline.state import STATE_NAME, Store
+from pipeline.state.events import RunEvent
 
 FIXTURE = Path(__file__).parent / "data" / "v01_job"
 

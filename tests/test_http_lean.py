@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sandbox_tasks import inference
 
-from pipeline.http_lean import LeanConnections, post_head
-from pipeline.runware import UNREACHABLE, InDoubtError, RunwareClient
+from pipeline.runware.client import UNREACHABLE, InDoubtError, RunwareClient
+from pipeline.runware.http_lean import LeanConnections, post_head
 from pipeline.sandbox import SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio

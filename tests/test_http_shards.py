@@ -8,8 +8,8 @@ import httpx
 import pytest
 from sandbox_tasks import inference
 
-from pipeline.http_shards import SHARD_CONNECTIONS, ShardedTransport, environment_proxy
-from pipeline.runware import InDoubtError, RunwareClient
+from pipeline.runware.client import InDoubtError, RunwareClient
+from pipeline.runware.http_shards import SHARD_CONNECTIONS, ShardedTransport, environment_proxy
 from pipeline.sandbox import SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config.jobspec import load_job_spec, parse_duration
 from pipeline.errors import ConfigError
-from pipeline.jobspec import load_job_spec, parse_duration
 
 
 def spec_file(tmp_path: Path, body: str) -> Path:

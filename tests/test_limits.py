@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pipeline.limits import AdaptiveWindow, PauseGate, TokenBucket
+from pipeline.run.limits import AdaptiveWindow, PauseGate, TokenBucket
 
 
 class FakeClock:

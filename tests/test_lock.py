@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import LockHeldError
-from pipeline.lock import JobLock, job_lock
+from pipeline.state.lock import JobLock, job_lock
 
 HOLDER = """
 import sys, time
-from pipeline.lock import job_lock
+from pipeline.state.lock import job_lock
 with job_lock(sys.argv[1], "demo"):
     print("locked", flush=True)
     time.sleep(600)

@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from manifest_jobs import image, load, read_all
 
+from pipeline.config.jobspec import Defaults, load_job_spec
+from pipeline.config.profiles import ModelProfile
 from pipeline.errors import ManifestError
-from pipeline.fingerprint import fingerprint, request_fingerprint
-from pipeline.jobspec import Defaults, load_job_spec
-from pipeline.manifest import Reject
-from pipeline.manifest_rules import RowRules
-from pipeline.profiles import ModelProfile
+from pipeline.manifest.fingerprint import fingerprint, request_fingerprint
+from pipeline.manifest.reader import Reject
+from pipeline.manifest.rules import RowRules
 from pipeline.rows import ImageRequest
 
 UUID = "3f0c1a52-0b1d-4c7e-9a55-1f2e3d4c5b6a"
@@ -69,7 +69,7 @@ class TestFormats:
         """Small batches still give every row once, in manifest order."""
         frame = pl.DataFrame({"id": [f"r{i}" for i in range(25)], "prompt": [f"p{i}" for i in range(25)]})
         spec = load(tmp_path, frame, name="m.parquet")
-        from pipeline.manifest import read_manifest
+        from pipeline.manifest.reader import read_manifest
 
         sizes = [len(b.rows) for b in read_manifest(spec, batch_size=10)]
         assert sizes == [10, 10, 5]
@@ -673,7 +673,7 @@ class TestEngineInterface:
 
     def test_fingerprint_ids_limits_hashing_to_those_ids(self, tmp_path: Path) -> None:
         """Rows outside fingerprint_ids get no fingerprint; the others get the usual one."""
-        from pipeline.manifest import open_manifest
+        from pipeline.manifest.reader import open_manifest
 
         spec = load(tmp_path, "id,prompt\na,p\nb,q\n")
         full = {r.id: r.fingerprint for r in read_all(spec).rows}
@@ -683,7 +683,7 @@ class TestEngineInterface:
 
     def test_checked_frames_hash_on_demand_to_the_same_fingerprints(self, tmp_path: Path) -> None:
         """A checked batch has no ``_fp``; its digests are the fingerprints' bytes (None when rejected)."""
-        from pipeline.manifest import open_manifest
+        from pipeline.manifest.reader import open_manifest
 
         spec = load(
             tmp_path, "id,prompt,seed\na,p,\nb,,\nc,q,7\n", spec='[defaults]\nmodel = "runware:400@1"\n'
@@ -713,7 +713,7 @@ class TestEngineInterface:
 )
 def test_vectorised_remote_test_agrees_with_is_remote(ref: str) -> None:
     """The polars regex and the Python function classify references the same way."""
-    from pipeline.references import REMOTE_PATTERN, is_remote
+    from pipeline.manifest.references import REMOTE_PATTERN, is_remote
 
     assert pl.Series([ref]).str.contains(REMOTE_PATTERN)[0] == is_remote(ref)
 

@@ -7,8 +7,8 @@ import random
 import polars as pl
 import pytest
 
-from pipeline.manifest_options import canonical_expr, size_allowed_expr
-from pipeline.profiles import OptionSpec, SizeSpec, model_profiles
+from pipeline.config.profiles import OptionSpec, SizeSpec, model_profiles
+from pipeline.manifest.options import canonical_expr, size_allowed_expr
 
 CELLS = [
     *("low", "LOW", " medium ", "High", "auto", "ultra", "", "turbo", "Euler a", "EULER A", "2k", "0.5k"),

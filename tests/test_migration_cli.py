@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import pipeline.status
+import pipeline.output.status
 from pipeline.cli import main
 from pipeline.state import STATE_NAME, Store
 
@@ -95,7 +95,7 @@ def test_a_big_ledger_shows_progress(
     job: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The import of a big ledger says how far it is, on stderr (stdout keeps its JSON)."""
-    monkeypatch.setattr(pipeline.status, "_SHOW_PROGRESS_BYTES", 0)
+    monkeypatch.setattr(pipeline.output.status, "_SHOW_PROGRESS_BYTES", 0)
     _, stdout, err = pipeline_cli(capsys, "status", job)
     assert "importing the 0.1 ledger into state.db: 100%" in err
     json.loads(stdout)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import profiles
 from pipeline.cli import main
 from pipeline.cli import models as models_cli
-from pipeline.profiles import load_model_profile, model_profiles
+from pipeline.config import profiles
+from pipeline.config.profiles import load_model_profile, model_profiles
 
 RETIRED_ON_SHUTDOWN_DAY = {"openai:1@1", "openai:1@2", "openai:4@1"}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from manifest_jobs import load, read_all
 
-from pipeline.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
-from pipeline.manifest import open_batches, open_manifest
+from pipeline.manifest.reader import open_batches, open_manifest
 from pipeline.state import Store
+from pipeline.state.events import FailedEvent, ImageResult, SubmittedEvent, SucceededEvent
 from pipeline.state.ids import task_uuid_for
 
 NS = "6f1c1f8e-3a59-4e0b-9d51-2d4a8f0f7c11"

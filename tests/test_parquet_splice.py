@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.parquet_splice import Footer, Splice, SpliceError, extract
+from pipeline.output.results.parquet_splice import Footer, Splice, SpliceError, extract
 
 
 def _frame(start: int, rows: int) -> pl.DataFrame:

@@ -19,11 +19,11 @@ from manifest_jobs import failed, load, read_all, submitted, succeeded, write_le
 
 from pipeline.cli import main
 from pipeline.cli._output import err_console
+from pipeline.config.jobspec import Limits, load_job_spec
+from pipeline.config.profiles import load_model_profile
 from pipeline.errors import StoreError
-from pipeline.jobspec import Limits, load_job_spec
-from pipeline.plan_format import plan_json
-from pipeline.planner import build_plan, classify, time_estimate_s
-from pipeline.profiles import load_model_profile
+from pipeline.output.plan.build import build_plan, classify, time_estimate_s
+from pipeline.output.plan.format import plan_json
 
 REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
 TODAY = dt.date(2026, 11, 23)

@@ -15,11 +15,11 @@ from rich.console import Console
 
 from pipeline.cli import main
 from pipeline.cli._output import err_console
-from pipeline.jobspec import JobSpec
-from pipeline.plan_costs import on_replacement
-from pipeline.plan_format import plan_json, render_plan
-from pipeline.planner import Plan, build_plan
-from pipeline.profiles import load_model_profile
+from pipeline.config.jobspec import JobSpec
+from pipeline.config.profiles import load_model_profile
+from pipeline.output.plan.build import Plan, build_plan
+from pipeline.output.plan.costs import on_replacement
+from pipeline.output.plan.format import plan_json, render_plan
 from pipeline.rows import ImageRequest
 
 SHUTDOWN = dt.date(2026, 12, 1)  # openai:1@2's shutdown date

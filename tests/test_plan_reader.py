@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.events import ImageResult, SubmittedEvent, SucceededEvent
-from pipeline.plan_reader import History, HistoryReader, read_history
+from pipeline.output.plan.reader import History, HistoryReader, read_history
 from pipeline.state import STATE_NAME, Store, StoreError
 from pipeline.state.eventlog import BLOCK_EVENTS
+from pipeline.state.events import ImageResult, SubmittedEvent, SucceededEvent
 
 OPTIONS = ("seed", "steps")
 

@@ -15,9 +15,8 @@ from typing import Literal, NotRequired, get_args, get_origin, get_type_hints, i
 import pytest
 from runware.types import task_map
 
-from pipeline import profiles
-from pipeline.errors import ConfigError
-from pipeline.profiles import (
+from pipeline.config import profiles
+from pipeline.config.profiles import (
     ModelProfile,
     default_model,
     load_model_profile,
@@ -25,6 +24,7 @@ from pipeline.profiles import (
     model_profiles,
     option_names,
 )
+from pipeline.errors import ConfigError
 from pipeline.rows import ImageRequest
 
 SHIPPED = profiles.configs_dir() / "models"

@@ -9,10 +9,10 @@ import anyio
 import pytest
 
 from pipeline.errors import StoreError
-from pipeline.events import Event, RunEvent
-from pipeline.recorder import Recorder
+from pipeline.run.recorder import Recorder
 from pipeline.state import Store
 from pipeline.state.durability import Durability
+from pipeline.state.events import Event, RunEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""pipeline.report: which files, which rows, how they group, and money summed exactly."""
+"""pipeline.output.report.build: which files, which rows, how they group, and money summed exactly."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from test_report_support import (
 )
 
 from pipeline.errors import UsageError
-from pipeline.events import event_from_dict
-from pipeline.report import load_facts, parse_when, resolve_sources, spend_over_time, summarize
-from pipeline.results import write_results as write_table
+from pipeline.output.report.build import load_facts, parse_when, resolve_sources, spend_over_time, summarize
+from pipeline.output.results.write import write_results as write_table
 from pipeline.state import STATE_NAME, LedgerError, Store
+from pipeline.state.events import event_from_dict
 
 
 def report_of(*paths: Path | str, by: tuple[str, ...] = (), **kw: dt.datetime):
@@ -349,7 +349,7 @@ def test_rows_counted_in_several_passes_are_the_same(
     rows = [result_row(f"x{i}", index=n, category=f"c{i % 3}") for i in range(9) for n in range(2)]
     write_results(tmp_path / "more", rows)
     whole = report_of(job, tmp_path / "more", by=by)
-    monkeypatch.setattr("pipeline.report._PASS_FACTS", 2)
+    monkeypatch.setattr("pipeline.output.report.build._PASS_FACTS", 2)
     passes = report_of(job, tmp_path / "more", by=by)
     assert passes.total == whole.total and passes.groups == whole.groups
     assert whole.total.rows_succeeded > 9

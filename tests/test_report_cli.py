@@ -24,7 +24,7 @@ from test_report_support import (
 )
 
 from pipeline.cli import main
-from pipeline.report_html import BY_GROUP_COLOUR, OVER_TIME_COLOUR
+from pipeline.output.report.html import BY_GROUP_COLOUR, OVER_TIME_COLOUR
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

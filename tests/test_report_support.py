@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from pipeline.results import RESULTS_COLUMNS
+from pipeline.output.results.write import RESULTS_COLUMNS
 
 UTC = dt.UTC
 # The engine's own schema, so report tests break if the results table changes under them.

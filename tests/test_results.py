@@ -14,19 +14,10 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import PipelineError, SpliceError
-from pipeline.events import (
-    DownloadedEvent,
-    Event,
-    FailedEvent,
-    ImageResult,
-    RunEvent,
-    SubmittedEvent,
-    SucceededEvent,
-)
-from pipeline.jobspec import load_job_spec
-from pipeline.parquet_splice import Footer
-from pipeline.results import (
+from pipeline.output.results.parquet_splice import Footer
+from pipeline.output.results.write import (
     RESULTS_COLUMNS,
     rebuild_results,
     remove_stale_temps,
@@ -36,6 +27,15 @@ from pipeline.results import (
     write_results,
 )
 from pipeline.state import STATE_NAME, Store
+from pipeline.state.events import (
+    DownloadedEvent,
+    Event,
+    FailedEvent,
+    ImageResult,
+    RunEvent,
+    SubmittedEvent,
+    SucceededEvent,
+)
 from pipeline.state.ids import task_uuid_for
 
 
@@ -426,8 +426,8 @@ def _reopen(out: Path) -> Job:
 @pytest.fixture
 def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Row groups of a few lines, so that a small table has many (as a big one has)."""
-    monkeypatch.setattr("pipeline.results_table.ROW_GROUP", 4)
-    monkeypatch.setattr("pipeline.results_table.SMALL_GROUP", 3)
+    monkeypatch.setattr("pipeline.output.results.table.ROW_GROUP", 4)
+    monkeypatch.setattr("pipeline.output.results.table.SMALL_GROUP", 3)
 
 
 def _catalog(out: Path, rows: int, **passthrough: Any) -> Job:

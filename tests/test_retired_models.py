@@ -21,14 +21,14 @@ from engine_fake import FakeRunware
 from test_engine import events, make_spec, run
 
 from pipeline.cli.run import stopped_model_lines
+from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import ModelRefusedError, ModelUnavailableError
-from pipeline.events import SubmittedEvent
-from pipeline.jobspec import load_job_spec
-from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, StoppedModel
 from pipeline.rows import ImageRequest, Row
-from pipeline.runner import Provider, run_job
+from pipeline.run.outcome import UNAVAILABLE_LIMIT, Outcome, StoppedModel
+from pipeline.run.runner import Provider, run_job
 from pipeline.sandbox import SandboxHandle, SandboxSettings, SandboxThread
 from pipeline.state import open_job_state
+from pipeline.state.events import SubmittedEvent
 from pipeline.state.ids import task_uuid_for
 
 RETIRED, LIVE = "openai:1@2", "openai:gpt-image@2"

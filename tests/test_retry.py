@@ -9,7 +9,7 @@ import pytest
 from tenacity import AsyncRetrying
 
 from pipeline.errors import FatalProviderError, PermanentProviderError, TransientProviderError
-from pipeline.retry import Backoff, attempts, is_retryable, retry_policy
+from pipeline.run.retry import Backoff, attempts, is_retryable, retry_policy
 
 
 class Recorder:

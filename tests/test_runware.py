@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.config.profiles import load_model_profile
 from pipeline.errors import (
     FatalProviderError,
     ModelRefusedError,
@@ -18,9 +19,8 @@ from pipeline.errors import (
     TransientError,
     TransientProviderError,
 )
-from pipeline.profiles import load_model_profile
 from pipeline.rows import ImageRequest
-from pipeline.runware import (
+from pipeline.runware.client import (
     InDoubtError,
     RunwareClient,
     TaskConflictError,
@@ -29,7 +29,7 @@ from pipeline.runware import (
     inference_task,
     transport_error,
 )
-from pipeline.runware_wire import parse_retry_after, read_answer, task_status
+from pipeline.runware.wire import parse_retry_after, read_answer, task_status
 
 DATA = Path(__file__).parent / "data"
 KEY = "sk-test-SECRET-0123456789"

@@ -9,7 +9,7 @@ import pytest
 from sandbox_tasks import inference
 
 from pipeline.errors import FatalProviderError, PermanentProviderError, TransientProviderError
-from pipeline.runware import InDoubtError, RunwareClient, TaskConflictError
+from pipeline.runware.client import InDoubtError, RunwareClient, TaskConflictError
 from pipeline.sandbox import SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio

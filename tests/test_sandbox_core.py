@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pipeline.profiles import load_model_profile
+from pipeline.config.profiles import load_model_profile
 from pipeline.sandbox import SandboxSettings
 from pipeline.sandbox.billing import Billing
 from pipeline.sandbox.faults import FaultDice

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sandbox_tasks import default_request, inference, model_task
 
-from pipeline.profiles import MEGAPIXEL, load_model_profile, model_profiles, parse_size
+from pipeline.config.profiles import MEGAPIXEL, load_model_profile, model_profiles, parse_size
 from pipeline.sandbox import SandboxHandle, SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sandbox_tasks import inference, model_task
 
 from pipeline.errors import ModelRefusedError, ModelUnavailableError
-from pipeline.runware import RunwareClient
+from pipeline.runware.client import RunwareClient
 from pipeline.sandbox import SandboxHandle, SandboxSettings, running_sandbox
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner import Provider
+from pipeline.run.runner import Provider
 from pipeline.sandbox import SandboxSettings, SandboxThread
 from pipeline.state import STATE_NAME, Store, export_events
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.events import JobEvent, event_to_json
 from pipeline.state import LEDGER_NAME, STATE_NAME, LedgerError, Store, import_ledger, open_job_state
+from pipeline.state.events import JobEvent, event_to_json
 from pipeline.state.ledger_file import read_events
 from pipeline.state.migrate import IMPORTING_SUFFIX
 from pipeline.state.rule import PendingDownload

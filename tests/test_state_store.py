@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 import pipeline.state.schema as schema
-from pipeline.events import (
+from pipeline.state import SCHEMA_VERSION, STATE_NAME, SchemaError, Store, StoreError, export_events, rule
+from pipeline.state.dialect import POSTGRES, SQLITE
+from pipeline.state.eventlog import BLOCK_EVENTS
+from pipeline.state.events import (
     DownloadedEvent,
     DownloadFailedEvent,
     Event,
@@ -30,9 +33,6 @@ from pipeline.events import (
     UploadedEvent,
     event_to_json,
 )
-from pipeline.state import SCHEMA_VERSION, STATE_NAME, SchemaError, Store, StoreError, export_events, rule
-from pipeline.state.dialect import POSTGRES, SQLITE
-from pipeline.state.eventlog import BLOCK_EVENTS
 from pipeline.state.ids import task_uuid_for
 from pipeline.state.keys import FINGERPRINT, TASK
 from pipeline.state.store import RowSummary
@@ -426,7 +426,7 @@ class TestAnyBatching:
 
 KILLED_WRITER = """
 import sys
-from pipeline.events import SubmittedEvent
+from pipeline.state.events import SubmittedEvent
 from pipeline.state import Store
 store = Store.open(sys.argv[1], job="demo", durability=sys.argv[2])
 for i in range(1_000_000):

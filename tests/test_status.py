@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from manifest_jobs import failed, load, read_all, submitted, succeeded, write_job
 
-import pipeline.manifest
+import pipeline.manifest.reader
 from pipeline.cli import main
-from pipeline.events import event_from_dict
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.planner import build_plan
+from pipeline.config.jobspec import JobSpec, load_job_spec
+from pipeline.output.plan.build import build_plan
+from pipeline.output.status import read_state, status_payload
 from pipeline.state import STATE_NAME, Store
-from pipeline.status import read_state, status_payload
+from pipeline.state.events import event_from_dict
 
 MINI = '[defaults]\nmodel = "openai:1@2"\n'
 CSV = "id,prompt\na,p1\nb,p2\nc,p3\nd,p4\ne,\n"  # e is rejected: empty prompt
@@ -71,7 +71,7 @@ class TestStatus:
         def refuse(*args: object, **kwargs: object) -> None:
             raise AssertionError("status read the manifest")
 
-        monkeypatch.setattr(pipeline.manifest, "open_manifest", refuse)
+        monkeypatch.setattr(pipeline.manifest.reader, "open_manifest", refuse)
         assert status(capsys, job) == first
 
     def test_an_edited_manifest_is_read_again(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,13 +87,13 @@ class TestStatus:
         """--verify always re-reads (a reference file edited in place changes no signature)."""
         status(capsys, job)
         calls: list[int] = []
-        real = pipeline.manifest.open_manifest
+        real = pipeline.manifest.reader.open_manifest
 
         def counting(*args: Any, **kwargs: Any) -> Any:
             calls.append(1)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(pipeline.manifest, "open_manifest", counting)
+        monkeypatch.setattr(pipeline.manifest.reader, "open_manifest", counting)
         status(capsys, job, "--verify")
         assert calls == [1]
 

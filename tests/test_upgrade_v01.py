@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pipeline.cli import main
-from pipeline.jobspec import load_job_spec
-from pipeline.planner import build_plan
+from pipeline.config.jobspec import load_job_spec
+from pipeline.output.plan.build import build_plan
 
 FIXTURE = Path(__file__).parent / "data" / "v01_job"
 EXPECTED: dict[str, Any] = json.loads((FIXTURE / "expected.json").read_text())

@@ -18,9 +18,9 @@ from test_engine import state_events
 
 from pipeline.cli import main
 from pipeline.errors import PermanentProviderError, TransientProviderError
-from pipeline.events import FailedEvent, UploadedEvent
+from pipeline.run.uploads import is_reference_refusal
 from pipeline.sandbox import SandboxHandle, SandboxSettings, SandboxThread
-from pipeline.uploads import is_reference_refusal
+from pipeline.state.events import FailedEvent, UploadedEvent
 
 UNKNOWN_UUID = "6f1c1a52-1111-4000-8000-000000000000"  # a well-formed imageUUID no provider knows
 SPEC = "[output]\ndownload = false\n[limits]\nmax_attempts = 3\n"

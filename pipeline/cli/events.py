@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli._output import emit_json, say
+from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import UsageError
-from pipeline.jobspec import load_job_spec
+from pipeline.output.status import read_state
 from pipeline.state import export_events
-from pipeline.status import read_state
 
 __all__ = ["register"]
 

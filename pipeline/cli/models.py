@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli._output import emit_json, out_console
-from pipeline.profiles import LifecycleStatus, ModelProfile, PriceSpec, model_profiles
+from pipeline.config.profiles import LifecycleStatus, ModelProfile, PriceSpec, model_profiles
 
 __all__ = ["catalog", "model_json", "models_table", "price_text", "register", "status_text", "today"]
 

@@ -19,8 +19,8 @@ import os
 from typing import Any
 
 from pipeline.cli._output import emit_json, out_console
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.profiles import load_provider_profile
+from pipeline.config.jobspec import JobSpec, load_job_spec
+from pipeline.config.profiles import load_provider_profile
 
 __all__ = ["register"]
 
@@ -55,8 +55,8 @@ def _handle(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     warnings = _provider_warnings(spec)
     today = dt.datetime.now(dt.UTC).date()
-    from pipeline.plan_format import plan_json, render_plan  # polars: only when planning
-    from pipeline.planner import build_plan
+    from pipeline.output.plan.build import build_plan
+    from pipeline.output.plan.format import plan_json, render_plan  # polars: only when planning
 
     plan = build_plan(spec, today, shown_rejects=max(args.show_rejects, 0))
     plan.warnings.extend(warnings)

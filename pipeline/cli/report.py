@@ -13,7 +13,7 @@ from rich.console import Console
 
 from pipeline.cli._output import say
 from pipeline.errors import UsageError
-from pipeline.report_keys import DERIVED_KEYS, FORMATS
+from pipeline.output.report.keys import DERIVED_KEYS, FORMATS
 
 _EPILOG = (
     "PATH: job specs (*.toml), output dirs or results files; globs are expanded (quote them). "
@@ -45,7 +45,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _render(report: Any, fmt: str) -> str:
-    from pipeline.report_format import to_csv, to_json, to_markdown, to_table
+    from pipeline.output.report.format import to_csv, to_json, to_markdown, to_table
 
     if fmt == "json":
         return json.dumps(to_json(report), indent=2, default=str) + "\n"
@@ -73,8 +73,13 @@ def _handle(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise UsageError(f"--json and --format {args.format} ask for different outputs; give one")
     fmt = args.format or ("json" if args.json else "table")
-    from pipeline.report import load_facts, parse_when, resolve_sources, summarize  # polars: only now
-    from pipeline.report_format import to_table
+    from pipeline.output.report.build import (  # polars: only now
+        load_facts,
+        parse_when,
+        resolve_sources,
+        summarize,
+    )
+    from pipeline.output.report.format import to_table
 
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until, end=True) if args.until else None
@@ -86,7 +91,7 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         _write(_render(report, fmt), args.output)
     if args.html:
-        from pipeline.report_html import write_html
+        from pipeline.output.report.html import write_html
 
         write_html(report, facts, Path(args.html))
     if not args.quiet:

@@ -16,10 +16,10 @@ from typing import Any
 import anyio
 
 from pipeline.cli._output import emit_json, err_console, say
+from pipeline.config.jobspec import JobSpec, load_job_spec
+from pipeline.config.profiles import ProviderProfile, load_model_profile, load_provider_profile
 from pipeline.errors import ConfigError, ModelUnavailableError
-from pipeline.jobspec import JobSpec, load_job_spec
-from pipeline.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
-from pipeline.profiles import ProviderProfile, load_model_profile, load_provider_profile
+from pipeline.run.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
 
 __all__ = ["register", "resolve_provider", "stopped_model_lines", "this_run_line"]
 
@@ -78,7 +78,7 @@ def _handle_run(args: argparse.Namespace) -> int:
     console = None if (args.quiet or args.json) else err_console()
     _warn_lifecycle(spec, quiet=args.quiet)
 
-    from pipeline.runner import Provider, run_job  # httpx, polars: only to run
+    from pipeline.run.runner import Provider, run_job  # httpx, polars: only to run
 
     async def main() -> Outcome:
         async with _endpoint(endpoint) as url:

@@ -11,10 +11,10 @@ import argparse
 from typing import Any
 
 from pipeline.cli._output import emit_json, say
+from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import UsageError
-from pipeline.jobspec import load_job_spec
+from pipeline.output.status import read_state, status_payload
 from pipeline.state import LEDGER_NAME, STATE_NAME
-from pipeline.status import read_state, status_payload
 
 __all__ = ["register"]
 
@@ -61,7 +61,7 @@ def _handle_results(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     if not any((spec.out_dir / name).exists() for name in (STATE_NAME, LEDGER_NAME)):
         raise UsageError(f"{spec.out_dir}: no job state yet: run the job first")
-    from pipeline.results import rebuild_results  # polars: only when rebuilding
+    from pipeline.output.results.write import rebuild_results  # polars: only when rebuilding
 
     path = rebuild_results(spec)
     if args.json:

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from pipeline.profiles import model_profiles
+from pipeline.config.profiles import model_profiles
 from pipeline.sandbox.billing import Billing
 from pipeline.sandbox.faults import FaultDice
 from pipeline.sandbox.images import Images

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.profiles import ModelProfile, model_profiles
+from pipeline.config.profiles import ModelProfile, model_profiles
 from pipeline.sandbox.wire import MODEL_REFUSAL_CODES
 
 __all__ = [

@@ -3,8 +3,8 @@
     task = validate_inference(raw_task, known_image=store.has_image)   # InferenceTask, or WireError (400)
     task.image_cost(0)                                                 # what its first image is billed
 
-The same ``pipeline.profiles`` the client plans with decide everything model-specific: the top-level keys
-(Runware's platform keys plus the profile's ``keys``), what ``settings`` and ``providerSettings.<p>`` may
+The same ``pipeline.config.profiles`` the client plans with decide everything model-specific: the top-level
+keys (Runware's platform keys plus the profile's ``keys``), what ``settings`` and ``providerSettings.<p>`` may
 hold, each option's values (``OptionSpec.parse``), the sizes (``SizeSpec.problem``), references, prompt
 and numberResults bounds, and the price (``ModelProfile.image_price``). So a request the sandbox accepts
 is one the real API accepts, at the same cost. A key the model does not declare is ``unsupportedParameter``,
@@ -22,7 +22,7 @@ from decimal import ROUND_DOWN, Decimal
 from functools import cache
 from typing import Any
 
-from pipeline.profiles import ModelProfile, OptionSpec, load_model_profile, parse_size
+from pipeline.config.profiles import ModelProfile, OptionSpec, load_model_profile, parse_size
 from pipeline.rows import LEGACY_OPTIONS, ImageRequest
 from pipeline.sandbox.wire import WireError, invalid_parameter, model_refused
 

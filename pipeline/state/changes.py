@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
-from pipeline.events import (
+from pipeline.state.dialect import Dialect
+from pipeline.state.events import (
     DownloadedEvent,
     DownloadFailedEvent,
     Event,
@@ -26,7 +27,6 @@ from pipeline.events import (
     SucceededEvent,
     UploadedEvent,
 )
-from pipeline.state.dialect import Dialect
 from pipeline.state.keys import FINGERPRINT, TASK
 from pipeline.state.rule import (
     SUCCEEDED,

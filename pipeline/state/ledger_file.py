@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.errors import LedgerError
-from pipeline.events import Event, JobEvent, event_from_dict
+from pipeline.state.events import Event, JobEvent, event_from_dict
 
 __all__ = ["LEDGER_NAME", "LedgerError", "ledger_entries", "read_events", "read_records"]
 

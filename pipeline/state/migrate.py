@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from pipeline.events import Event
 from pipeline.state.durability import Durability
+from pipeline.state.events import Event
 from pipeline.state.ledger_file import LEDGER_NAME, ledger_entries
 from pipeline.state.store import STATE_NAME, Store
 

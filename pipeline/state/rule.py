@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from pipeline.events import SucceededEvent
+from pipeline.state.events import SucceededEvent
 
 __all__ = [
     "FAILED",

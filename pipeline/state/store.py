@@ -27,11 +27,18 @@ from types import TracebackType
 from typing import IO, Final, TypeVar
 
 from pipeline.errors import StoreError
-from pipeline.events import Event, JobEvent, SubmittedEvent, SucceededEvent, event_from_dict, event_to_json
 from pipeline.state.changes import Changes, ImageRow, OpenSubmit, StoredRow
 from pipeline.state.dialect import SQLITE
 from pipeline.state.durability import Durability, GroupSync, synchronous_pragma
 from pipeline.state.eventlog import EventLog
+from pipeline.state.events import (
+    Event,
+    JobEvent,
+    SubmittedEvent,
+    SucceededEvent,
+    event_from_dict,
+    event_to_json,
+)
 from pipeline.state.keys import FINGERPRINT, TASK
 from pipeline.state.rule import FAILED, IN_DOUBT, ROW_STATES, SUCCEEDED, PendingDownload, RowFacts
 from pipeline.state.schema import COUNTERS, ensure_schema
