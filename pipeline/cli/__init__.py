@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pipeline.cli import events, models, plan, report, run, sandbox, status
 from pipeline.cli._output import log_level, say
-from pipeline.errors import PipelineError
+from pipeline.errors import ExitCode, PipelineError
 
 __all__ = ["build_parser", "main"]
 
@@ -53,5 +53,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
     except KeyboardInterrupt:
         say("interrupted")
-        code = 130
+        code = ExitCode.INTERRUPTED
     sys.exit(code)

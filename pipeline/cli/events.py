@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.cli._output import emit_json, say
 from pipeline.config.jobspec import load_job_spec
-from pipeline.errors import UsageError
+from pipeline.errors import ExitCode, UsageError
 from pipeline.output.status import read_state
 from pipeline.state import export_events
 
@@ -50,4 +50,4 @@ def _handle(args: argparse.Namespace) -> int:
         emit_json({"events": count, "output": args.output})
     elif args.output and not args.quiet:
         say(f"wrote {count} events to {args.output}")
-    return 0
+    return ExitCode.OK

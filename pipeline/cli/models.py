@@ -22,6 +22,7 @@ from rich.text import Text
 
 from pipeline.cli._output import emit_json, out_console
 from pipeline.config.profiles import LifecycleStatus, ModelProfile, PriceSpec, model_profiles
+from pipeline.errors import ExitCode
 
 __all__ = ["catalog", "model_json", "models_table", "price_text", "register", "status_text", "today"]
 
@@ -179,4 +180,4 @@ def _handle(args: argparse.Namespace) -> int:
         # A pipe or a file gets a wide table rather than one folded to 80 columns.
         console = out_console() if sys.stdout.isatty() else Console(width=200, color_system=None)
         console.print(models_table(profiles, on))
-    return 0
+    return ExitCode.OK

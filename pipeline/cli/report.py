@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from pipeline.cli._output import say
-from pipeline.errors import UsageError
+from pipeline.errors import ExitCode, UsageError
 from pipeline.output.report.keys import DERIVED_KEYS, FORMATS
 
 _EPILOG = (
@@ -99,4 +99,4 @@ def _handle(args: argparse.Namespace) -> int:
             say(f"note: {note}")
         if args.html:
             say(f"wrote {args.html}")
-    return 0
+    return ExitCode.OK

@@ -14,7 +14,7 @@ import anyio
 from pydantic import ValidationError
 
 from pipeline.cli._output import emit_json, err_console
-from pipeline.errors import UsageError
+from pipeline.errors import ExitCode, UsageError
 from pipeline.sandbox.settings import FAULT_KINDS, RETIRE_CODES, SandboxSettings
 
 __all__ = ["build_settings", "parse_fault", "parse_retire", "register"]
@@ -150,4 +150,4 @@ def _handle(args: argparse.Namespace) -> int:
         anyio.run(_serve, settings, args.json, args.quiet, backend_options={"use_uvloop": True})
     except OSError as exc:
         raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    return 0
+    return ExitCode.OK

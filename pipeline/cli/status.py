@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.cli._output import emit_json, say
 from pipeline.config.jobspec import load_job_spec
-from pipeline.errors import UsageError
+from pipeline.errors import ExitCode, UsageError
 from pipeline.output.status import read_state, status_payload
 from pipeline.state import LEDGER_NAME, STATE_NAME
 
@@ -46,7 +46,7 @@ def _handle_status(args: argparse.Namespace) -> int:
             store.close()
     if args.json:
         emit_json(payload)
-        return 0
+        return ExitCode.OK
     rows = payload["rows"]
     say(
         f"{spec.name}: {rows['total']} rows: {rows['succeeded']} done, {rows['failed']} failed, "
@@ -54,7 +54,7 @@ def _handle_status(args: argparse.Namespace) -> int:
         f"{payload['images']} images, spent ${payload['spent_usd']:.4f}",
         stdout=True,
     )
-    return 0
+    return ExitCode.OK
 
 
 def _handle_results(args: argparse.Namespace) -> int:
@@ -68,4 +68,4 @@ def _handle_results(args: argparse.Namespace) -> int:
         emit_json({"results": str(path), "formats": list(spec.output.formats)})
     elif not args.quiet:
         say(f"wrote {path}")
-    return 0
+    return ExitCode.OK

@@ -17,6 +17,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.errors import ReferenceProblem
+
 __all__ = [
     "CONTROL_PATTERN",
     "REMOTE_PATTERN",
@@ -34,10 +36,6 @@ _CACHE_LIMIT = 100_000
 # The same tests as regular expressions, for polars (vectorised): remote references need no Python.
 REMOTE_PATTERN = r"^(?i:https?://|data:)|^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 CONTROL_PATTERN = r"[\x00-\x1f\x7f]"
-
-
-class ReferenceProblem(ValueError):
-    """A reference that makes its row a reject; the message is the reject reason."""
 
 
 def is_remote(ref: str) -> bool:

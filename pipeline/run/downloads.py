@@ -23,7 +23,13 @@ from typing import IO
 import anyio.to_thread
 import httpx
 
-from pipeline.errors import PermanentError, PipelineError, TransientError
+from pipeline.errors import (
+    DownloadError,
+    DownloadTooLargeError,
+    PermanentDownloadError,
+    PipelineError,
+    TransientDownloadError,
+)
 from pipeline.state import Store
 from pipeline.state.rule import PendingDownload
 
@@ -44,28 +50,6 @@ _CHUNK = 64 * 1024
 _MAX_FILENAME_BYTES = 200  # well under the 255 of common filesystems, leaving room for temp suffixes
 _MAX_ID_CHARS = 100
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
-
-
-class DownloadError(PipelineError):
-    """An image could not be downloaded (the message names the URL, never any credential)."""
-
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
-        self.url = url
-        self.reason = reason
-        self.status = status
-        super().__init__(f"download of {url} failed: {reason}")
-
-
-class TransientDownloadError(DownloadError, TransientError):
-    """Network error, timeout, 5xx, 408 or 429: a later try may work."""
-
-
-class PermanentDownloadError(DownloadError, PermanentError):
-    """404 and other 4xx, a bad URL: trying again will not help."""
-
-
-class DownloadTooLargeError(PermanentDownloadError):
-    """The image is larger than ``max_bytes``; nothing was kept."""
 
 
 @dataclass(frozen=True, slots=True)

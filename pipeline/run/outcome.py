@@ -23,7 +23,13 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.config.profiles import ModelProfile
-from pipeline.errors import FatalProviderError, ModelRefusedError, ModelUnavailableError, ProviderError
+from pipeline.errors import (
+    ExitCode,
+    FatalProviderError,
+    ModelRefusedError,
+    ModelUnavailableError,
+    ProviderError,
+)
 from pipeline.state.events import Event, SubmittedEvent, SucceededEvent
 from pipeline.state.rule import event_cost
 
@@ -42,7 +48,12 @@ class Stop(enum.Enum):
     INTERRUPT = "interrupted"
 
 
-_EXIT = {Stop.BUDGET: 3, Stop.RUNTIME: 3, Stop.FATAL: 5, Stop.INTERRUPT: 130}
+_EXIT = {
+    Stop.BUDGET: ExitCode.LIMIT,
+    Stop.RUNTIME: ExitCode.LIMIT,
+    Stop.FATAL: ExitCode.PROVIDER,
+    Stop.INTERRUPT: ExitCode.INTERRUPTED,
+}
 
 
 @dataclass
@@ -169,16 +180,17 @@ class Outcome:
     def work_left(self) -> bool:
         return self.rows["pending"] > 0 or self.rows["in_doubt"] > 0 or not self.manifest_done
 
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if self.cancelled or self.stop is Stop.INTERRUPT:
-            return 130
+            return ExitCode.INTERRUPTED
         if self.stop is Stop.FATAL or self.models.stopped:
-            return 5  # a refused model outranks a limit: more budget or time would not finish its rows
+            # a refused model outranks a limit: more budget or time would not finish its rows
+            return ExitCode.PROVIDER
         if self.stop is not None and self.work_left:
             return _EXIT[self.stop]
         if self.rows["failed"] or self.rows["in_doubt"] or self.rows["pending"] or self.rejects:
-            return 1
-        return 0
+            return ExitCode.FAILED
+        return ExitCode.OK
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` payload of ``pipeline run``."""

@@ -24,6 +24,7 @@ from pipeline.errors import (
     FatalProviderError,
     ModelUnavailableError,
     ProviderError,
+    StillInDoubtError,
     TransientProviderError,
 )
 from pipeline.rows import ImageRequest, Row
@@ -34,10 +35,6 @@ from pipeline.state.events import SubmittedEvent
 __all__ = ["Poll", "StillInDoubtError", "row_from_submitted", "settle"]
 
 Resubmit = Callable[[], Awaitable[list[GeneratedImage]]]
-
-
-class StillInDoubtError(Exception):
-    """No verdict on the task in time; it stays in doubt (reconciled by a later run)."""
 
 
 @dataclass(frozen=True)

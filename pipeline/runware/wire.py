@@ -39,10 +39,13 @@ from typing import Any
 from pipeline.config.profiles import ModelProfile
 from pipeline.errors import (
     FatalProviderError,
+    InDoubtError,
     ModelRefusedError,
     ModelUnavailableError,
     PermanentProviderError,
     ProviderError,
+    TaskConflictError,
+    TaskUnknownError,
     TransientProviderError,
 )
 from pipeline.rows import ImageRequest
@@ -98,18 +101,6 @@ _MODEL_CODE = re.compile(
 )
 _MODEL_NOT_NOW = re.compile(r"(?i)model.*(unavailable|notready|notavailable)")
 _MODEL_STATUSES = frozenset({400, 404, 410, 503})
-
-
-class InDoubtError(TransientProviderError):
-    """No readable answer: the task may or may not be running. Reconcile before a new attempt."""
-
-
-class TaskConflictError(PermanentProviderError):
-    """``conflictTaskUUID``: this taskUUID was already submitted; poll it instead."""
-
-
-class TaskUnknownError(PermanentProviderError):
-    """The provider has no task with this taskUUID."""
 
 
 # -- building tasks ------------------------------------------------------------------------------------
