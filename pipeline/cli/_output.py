@@ -7,10 +7,10 @@ import json
 import logging
 import sys
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["emit_json", "err_console", "log_level", "out_console", "say"]
 
@@ -18,10 +18,14 @@ __all__ = ["emit_json", "err_console", "log_level", "out_console", "say"]
 @cache
 def err_console() -> Console:
     """Progress, logs and errors: always stderr, so ``--json`` keeps stdout clean."""
+    from rich.console import Console  # rich only once something is printed: ``--help`` needs none
+
     return Console(stderr=True)
 
 
 def out_console() -> Console:
+    from rich.console import Console
+
     return Console()
 
 
@@ -30,6 +34,8 @@ def say(text: str, *, prefix: str = "", style: str = "", stdout: bool = False) -
 
     ``prefix`` (e.g. ``"error: "``) is printed in ``style`` before it.
     """
+    from rich.text import Text
+
     console = out_console() if stdout else err_console()
     console.print(Text.assemble((prefix, style), text), highlight=False, soft_wrap=True)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from pipeline.cli._output import emit_json, say
 from pipeline.config.jobspec import load_job_spec
@@ -23,11 +22,8 @@ from pipeline.state import export_events
 __all__ = ["register"]
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Register `events`."""
-    parser = subparsers.add_parser(
-        "events", parents=[common], help="export the job's append-only event log (JSON Lines) for an audit"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `events`."""
     parser.add_argument("job", metavar="JOB.toml", help="the job spec")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     parser.set_defaults(func=_handle)

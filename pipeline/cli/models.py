@@ -30,12 +30,8 @@ _STATUS_ORDER: dict[str, int] = {"live": 0, "retiring": 1, "retired": 2}
 _STATUS_STYLE = {"live": "green", "retiring": "yellow", "retired": "bold red"}
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "models",
-        parents=[common],
-        help="the model catalog: status (live / retiring / retired), sizes, prices, replacement",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `models`."""
     parser.add_argument(
         "--status", choices=tuple(_STATUS_ORDER), help="list only the models with this status today"
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-from typing import Any
 
 from pipeline.cli._output import emit_json, out_console
 from pipeline.config.jobspec import JobSpec, load_job_spec
@@ -25,12 +24,8 @@ from pipeline.config.profiles import load_provider_profile
 __all__ = ["register"]
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "plan",
-        parents=[common],
-        help="dry run: validate, count new/changed/done rows, estimate cost and time, model lifecycle",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `plan`."""
     parser.add_argument("job", metavar="JOB.toml", help="the job spec")
     parser.add_argument(
         "--show-rejects",

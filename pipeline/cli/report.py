@@ -22,14 +22,10 @@ _EPILOG = (
 )
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        parents=[common],
-        help="cost report from results tables, job specs or output dirs",
-        description="Spend, images, failures and waste per group, summed exactly.",
-        epilog=_EPILOG,
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `report`."""
+    parser.description = "Spend, images, failures and waste per group, summed exactly."
+    parser.epilog = _EPILOG
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="job spec, output dir or results file (globs ok)"
     )

@@ -11,7 +11,6 @@ import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 
@@ -24,11 +23,8 @@ from pipeline.run.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
 __all__ = ["register", "resolve_provider", "stopped_model_lines", "this_run_line"]
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Register `run`."""
-    run = subparsers.add_parser(
-        "run", parents=[common], help="run or resume a job until every row is done or a limit is hit"
-    )
+def register(run: argparse.ArgumentParser) -> None:
+    """The arguments of `run`."""
     run.add_argument("job", metavar="JOB.toml", help="the job spec")
     run.add_argument(
         "--progress-interval", type=float, default=10.0, help="seconds between progress lines off a terminal"

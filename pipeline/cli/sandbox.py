@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-from typing import Any
 
 import anyio
 from pydantic import ValidationError
@@ -20,10 +19,8 @@ from pipeline.sandbox.settings import FAULT_KINDS, RETIRE_CODES, SandboxSettings
 __all__ = ["build_settings", "parse_fault", "parse_retire", "register"]
 
 
-def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "sandbox", parents=[common], help="run the Runware-compatible sandbox server (faults on demand)"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `sandbox`."""
     parser.add_argument(
         "--host", default="127.0.0.1", metavar="HOST", help="interface to listen on (default: loopback)"
     )
