@@ -45,7 +45,7 @@ from engine_common import ROOT, sandbox_process
 MODEL, QUALITY, SIZE, FORMAT = "openai:gpt-image@2", "low", 1024, "JPG"
 
 
-def wire_task(prompt: str) -> dict[str, Any]:
+def wire_task(prompt: str) -> dict[str, object]:
     """The task the pipeline sends for a row of the job below (without its taskUUID)."""
     from pipeline.config.profiles import load_model_profile
     from pipeline.rows import ImageRequest
@@ -53,7 +53,7 @@ def wire_task(prompt: str) -> dict[str, Any]:
 
     profile = load_model_profile(MODEL)
     request = ImageRequest(MODEL, prompt, SIZE, SIZE, QUALITY, "", FORMAT, 1)
-    task = inference_task(request, "00000000-0000-4000-8000-000000000000", profile=profile)
+    task = inference_task(request, "00000000-0000-4000-8000-000000000000", profile=profile).wire()
     del task["taskUUID"]
     return task
 

@@ -9,27 +9,46 @@
     request.option_items()       # (("moderation", "low"), ("quality", "medium")): every option set
 
 Option values are canonical text (``pipeline.config.profiles.OptionSpec.parse``); the model's profile turns
-them into wire values.
+them into wire values. The request's field list is defined here once, and named subsets derive from it::
+
+    FIELDS      # every field, in the order a submitted event records them
+    SCALARS     # the fields of one value each: all but reference_images and options
+    SETTINGS    # the same but the prompt: model, width, height, ..., output_format, number_results
+    SHOWN       # the request columns of the results table
+
+(``pipeline.request_columns`` gives each field's polars dtype.) An ``ImageResult`` is one generated image
+of a row's task, as the client reads it and the state records it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
 
-__all__ = ["LEGACY_OPTIONS", "REQUEST_FIELDS", "ImageRequest", "Row"]
-
-# Manifest columns that may override the job's [defaults], besides every option a profile declares.
-REQUEST_FIELDS = ("model", "width", "height", "output_format", "number_results")
+__all__ = [
+    "FIELDS",
+    "LEGACY_OPTIONS",
+    "REQUEST_FIELDS",
+    "SCALARS",
+    "SETTINGS",
+    "SHOWN",
+    "ImageRequest",
+    "ImageResult",
+    "Row",
+]
 
 # Options that have their own field (and place in the fingerprint) since version 0.1.
-LEGACY_OPTIONS = ("quality", "background")
+LEGACY_OPTIONS: Final = ("quality", "background")
 
 
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
-    """Everything that determines the generated image (and so the fingerprint)."""
+    """Everything that determines the generated image (and so the fingerprint).
+
+    The field order is recorded: a submitted event lists the fields in it (``FIELDS``). Add a field at
+    the end; reordering would change the state's JSON lines.
+    """
 
     model: str
     prompt: str
@@ -63,6 +82,29 @@ class ImageRequest:
         """Every option set, legacy ones included, sorted by name."""
         legacy = tuple((name, getattr(self, name)) for name in LEGACY_OPTIONS if getattr(self, name))
         return tuple(sorted(legacy + self.options))
+
+
+FIELDS: Final = tuple(f.name for f in fields(ImageRequest))
+# The fields that hold one value each: all but the reference images and the options.
+SCALARS: Final = tuple(name for name in FIELDS if name not in ("reference_images", "options"))
+# The same but the prompt: what a row sets or the job's [defaults] give.
+SETTINGS: Final = tuple(name for name in SCALARS if name != "prompt")
+# Manifest columns that may override the job's [defaults], besides every option a profile declares.
+REQUEST_FIELDS: Final = tuple(name for name in SETTINGS if name not in LEGACY_OPTIONS)
+# The request columns of the results table (the number of results shows as one line per image; the
+# options other than quality and background as ``resolution`` and ``options``).
+SHOWN: Final = (*(name for name in SETTINGS if name != "number_results"), "prompt")
+
+
+@dataclass(slots=True, kw_only=True)
+class ImageResult:
+    """One generated image of a succeeded task (not frozen, for speed on million-line states: treat it
+    as immutable)."""
+
+    index: int
+    image_uuid: str
+    image_url: str
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ def default_request(model: str, **changes: Any) -> ImageRequest:
 def model_task(model: str, refs: tuple[str, ...] = (), **changes: Any) -> dict[str, Any]:
     """The task the pipeline's own wire builder sends for ``default_request(model, **changes)``."""
     request = default_request(model, **changes)
-    return inference_task(request, str(uuid.uuid4()), refs, profile=load_model_profile(model))
+    return inference_task(request, str(uuid.uuid4()), refs, profile=load_model_profile(model)).wire()
 
 
 def _text(value: object) -> str:

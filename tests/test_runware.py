@@ -72,14 +72,14 @@ class TestTaskShape:
         """Every field of the real request is built exactly, plus the pipeline's fixed fields."""
         expected, _ = _example(case)
         req = _request_of(expected)
-        task = inference_task(req, expected["taskUUID"], req.reference_images, profile=PROFILE)
+        task = inference_task(req, expected["taskUUID"], req.reference_images, profile=PROFILE).wire()
         fixed = {"numberResults": 1, "outputType": "URL", "outputFormat": "JPG", "includeCost": True}
         assert task == {**expected, **fixed}
 
     def test_no_inputs_without_references_and_async_delivery(self) -> None:
         """inputs is omitted when empty; async delivery adds deliveryMethod."""
         expected, _ = _example("salt-flats")
-        task = inference_task(_request_of(expected), "u", (), profile=PROFILE, delivery="async")
+        task = inference_task(_request_of(expected), "u", (), profile=PROFILE, delivery="async").wire()
         assert "inputs" not in task
         assert task["deliveryMethod"] == "async"
 

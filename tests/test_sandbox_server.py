@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import signal
@@ -18,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.cli import main
-from pipeline.cli.sandbox import build_settings, register
+from pipeline.cli import build_parser, main
+from pipeline.cli.sandbox import build_settings
 from pipeline.sandbox import SandboxSettings, SandboxThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +105,7 @@ class TestCommand:
 class TestRetireFlags:
     def test_flags_build_the_settings(self) -> None:
         """--lifecycle, --retire MODEL[=CODE] (repeatable, invalidModel by default) and --today."""
-        parser = argparse.ArgumentParser()
-        register(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
+        parser = build_parser(["sandbox"])
         flags = ["--lifecycle", "--retire", "openai:1@2", "--retire", "openai:1@1=modelNotFound"]
         args = parser.parse_args(["sandbox", *flags, "--today", "2026-12-01"])
         settings = build_settings(args)

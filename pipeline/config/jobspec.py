@@ -62,16 +62,24 @@ def option_text(value: OptionValue) -> str:
     return str(value)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_DURATION = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or ``"300ms"``."""
-    compact = text.replace(" ", "")
+def parse_duration(text: str, *, bare: str | None = None) -> float:
+    """Seconds in ``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or ``"300ms"``; a number without a unit
+    only when ``bare`` names its unit (the sandbox's ``--latency 1.5`` is ``bare="s"``)::
+
+        parse_duration("1h30m")          # 5400.0
+        parse_duration("1.5", bare="s")  # 1.5
+    """
+    compact = "".join(text.split())
+    if bare is not None and re.fullmatch(_NUMBER, compact):
+        return float(compact) * _UNIT_SECONDS[bare]
     parts = _DURATION.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration such as '2h', '90m', '1h30m' or '45s'")
+        raise ValueError(f"{text!r} is not a duration such as '300ms', '45s', '90m' or '1h30m'")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 

@@ -1,10 +1,11 @@
 """Fingerprints: one hash of everything that determines a row's images.
 
-A fingerprint is the sha256 (hex) of a canonical text: a version tag, then model, width, height, quality,
-background, output format, number of results, the reference keys in order, the other options (only when
-a row sets any: ``name=value`` sorted by name), and the prompt last, separated by ``\\x1f`` (reference keys
-and options by ``\\x1e``; an unset width, height, quality or background is empty). A request that sets no
-option beyond 0.1's quality and background has the text it had in 0.1, so its fingerprint never changes::
+A fingerprint is the sha256 (hex) of a canonical text: a version tag, then the request's settings
+(``pipeline.rows.SETTINGS``: model, width, height, quality, background, output format, number of results),
+the reference keys in order, the other options (only when a row sets any: ``name=value`` sorted by name),
+and the prompt last, separated by ``\\x1f`` (reference keys and options by ``\\x1e``; an unset width,
+height, quality or background is empty). A request that sets no option beyond 0.1's quality and
+background has the text it had in 0.1, so its fingerprint never changes::
 
     fingerprint(request, ["sha256:9f2c...", "https://x/b.png"])   # '5be1...' (64 hex digits)
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.manifest.references import file_sha256, is_remote
-from pipeline.rows import ImageRequest
+from pipeline.rows import SETTINGS, ImageRequest
 
 if TYPE_CHECKING:  # polars only for the vectorised forms: `pipeline status` never loads it
     import polars as pl
@@ -51,15 +52,10 @@ def reference_key(ref: str) -> str:
 def fingerprint_text(request: ImageRequest, reference_keys: Sequence[str]) -> str:
     """The canonical text that ``fingerprint`` hashes."""
     options = REF_SEP.join(f"{name}={value}" for name, value in sorted(request.options))
+    settings = (getattr(request, name) for name in SETTINGS)
     parts = (
         FINGERPRINT_VERSION,
-        request.model,
-        "" if request.width is None else str(request.width),
-        "" if request.height is None else str(request.height),
-        request.quality,
-        request.background,
-        request.output_format,
-        str(request.number_results),
+        *("" if value is None else str(value) for value in settings),
         REF_SEP.join(reference_keys),
         *((options,) if options else ()),
         request.prompt,
@@ -82,17 +78,9 @@ def fingerprint_text_expr(ref_keys: pl.Expr, options: Sequence[str] = ()) -> pl.
     ``options``: the frame's option columns besides quality and background, text or null)."""
     import polars as pl
 
-    head = [
-        pl.lit(FINGERPRINT_VERSION),
-        pl.col("model"),
-        pl.col("width").cast(pl.String).fill_null(""),
-        pl.col("height").cast(pl.String).fill_null(""),
-        pl.col("quality").fill_null(""),
-        pl.col("background").fill_null(""),
-        pl.col("output_format"),
-        pl.col("number_results").cast(pl.String),
-        ref_keys.fill_null(""),
-    ]
+    # Null: an unset width, height, quality or background (the others always have a value).
+    settings = [pl.col(name).cast(pl.String).fill_null("") for name in SETTINGS]
+    head = [pl.lit(FINGERPRINT_VERSION), *settings, ref_keys.fill_null("")]
     legacy = pl.concat_str([*head, pl.col("prompt")], separator=FIELD_SEP)
     if not options:
         return legacy

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any
 
 import polars as pl
@@ -33,7 +34,7 @@ from pipeline.manifest.files import Snapshot, scan_table
 from pipeline.manifest.fingerprint import fingerprint_text_expr, hash_texts, sha256_digests
 from pipeline.manifest.refs import RowReferences
 from pipeline.manifest.rules import RowRules
-from pipeline.rows import LEGACY_OPTIONS, ImageRequest, Row
+from pipeline.rows import LEGACY_OPTIONS, SCALARS, ImageRequest, Row
 
 __all__ = [
     "Manifest",
@@ -300,25 +301,20 @@ class Manifest:
         ]
         good = frame.filter(pl.col("_reason").is_null())
         passthrough = good.select(self.passthrough).to_dicts() if self.passthrough else None
-        options = self._row_options(good)
-        cols = [good[c].to_list() for c in _ROW_COLUMNS]
+        keys = [good[c].to_list() for c in ("_row", "_id", "_fp")]
+        requests = starmap(ImageRequest, zip(*self._request_columns(good), strict=True))
         rows = []
-        for i, values in enumerate(zip(*cols, strict=True)):
-            n, row_id, fp, model, prompt, w, h, q, bg, fmt, k, refs = values
-            request = ImageRequest(
-                model,
-                prompt,
-                w,
-                h,
-                q or "",
-                bg or "",
-                fmt,
-                k,
-                tuple(refs or ()),
-                options[i] if options else (),
-            )
+        for i, (n, row_id, fp, request) in enumerate(zip(*keys, requests, strict=True)):
             rows.append(Row(n, row_id, fp, request, passthrough[i] if passthrough else {}))
         return ManifestBatch(rows, rejects)
+
+    def _request_columns(self, good: pl.DataFrame) -> list[list[Any]]:
+        """The accepted rows' request fields, one list per field in ``ImageRequest`` order (a column
+        each but the references, resolved in ``_refs``, and the options, a column each)."""
+        scalars = good.select(SCALARS).with_columns(pl.col(LEGACY_OPTIONS).fill_null(""))
+        refs = [tuple(r or ()) for r in good["_refs"].to_list()]
+        options = self._row_options(good) or [()] * good.height
+        return [*(scalars[c].to_list() for c in SCALARS), refs, options]
 
     def _row_options(self, good: pl.DataFrame) -> list[tuple[tuple[str, str], ...]]:
         """Per row, (name, text) of every option set besides quality and background, sorted by name."""
@@ -330,19 +326,3 @@ class Manifest:
             tuple((n, v) for n, v in zip(names, values, strict=True) if v is not None)
             for values in zip(*columns, strict=True)
         ]
-
-
-_ROW_COLUMNS = (
-    "_row",
-    "_id",
-    "_fp",
-    "model",
-    "prompt",
-    "width",
-    "height",
-    "quality",
-    "background",
-    "output_format",
-    "number_results",
-    "_refs",
-)

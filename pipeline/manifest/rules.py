@@ -28,11 +28,12 @@ import polars.selectors as cs
 from pipeline.config.jobspec import Defaults, option_text
 from pipeline.config.profiles import ModelProfile, OptionSpec, model_profiles, parse_size
 from pipeline.manifest.options import canonical_expr, size_allowed_expr
-from pipeline.rows import LEGACY_OPTIONS
+from pipeline.request_columns import REQUEST_DTYPES
+from pipeline.rows import LEGACY_OPTIONS, SETTINGS
 
 __all__ = ["INT_FIELDS", "RESOLUTION", "RowRules"]
 
-INT_FIELDS = ("width", "height", "number_results")
+INT_FIELDS = tuple(name for name in SETTINGS if REQUEST_DTYPES[name] == pl.Int64)  # width, height, ...
 RESOLUTION = "resolution"
 NOT_BOTH = "give resolution or width/height, not both"
 _NULL = pl.lit(None, dtype=pl.String)

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.manifest.fingerprint import fingerprint, reference_key
 from pipeline.rows import ImageRequest, Row
+from pipeline.state.events import request_from_record
 
 __all__ = ["generated_by_earlier_model", "settings_of"]
 
@@ -36,16 +37,5 @@ def generated_by_earlier_model(row: Row, successes: Iterable[tuple[str, ImageReq
 
 
 def settings_of(request: Mapping[str, Any]) -> ImageRequest:
-    """A submitted event's request without its prompt and references (as ``row_from_submitted``)."""
-    width, height = request.get("width"), request.get("height")
-    return ImageRequest(
-        model=str(request.get("model")),
-        prompt="",
-        width=None if width is None else int(width),
-        height=None if height is None else int(height),
-        quality=request.get("quality") or "",
-        background=request.get("background") or "",
-        output_format=str(request.get("output_format")),
-        number_results=int(request.get("number_results") or 1),
-        options=tuple(sorted((request.get("options") or {}).items())),
-    )
+    """A submitted event's request without its prompt and references."""
+    return replace(request_from_record(request), prompt="", reference_images=())

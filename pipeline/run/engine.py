@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
 
 from pipeline.config.jobspec import JobSpec
 from pipeline.config.profiles import load_model_profile
@@ -42,7 +43,7 @@ from pipeline.errors import (
     ProviderError,
     TransientError,
 )
-from pipeline.rows import Row
+from pipeline.rows import ImageResult, Row
 from pipeline.run.budget import Budget, estimate_usd
 from pipeline.run.downloads import pending_downloads
 from pipeline.run.earlier_models import generated_by_earlier_model, settings_of
@@ -57,8 +58,8 @@ from pipeline.run.uploads import ReferenceUploader, Resolved, is_reference_refus
 from pipeline.run.verdicts import failed_event, succeeded_event
 from pipeline.runware.client import (
     UNREACHABLE,
-    GeneratedImage,
     InDoubtError,
+    InferenceTask,
     RunwareClient,
     TaskConflictError,
     inference_task,
@@ -66,11 +67,27 @@ from pipeline.runware.client import (
     is_overload,
 )
 from pipeline.state import Store
-from pipeline.state.events import SubmittedEvent
+from pipeline.state.events import Event, SubmittedEvent
 from pipeline.state.ids import task_uuid_for
 from pipeline.state.rule import PENDING, SUCCEEDED, PendingDownload, image_extension
 
-__all__ = ["Engine", "EngineHooks"]
+if TYPE_CHECKING:  # polars: read by the runner, not here
+    from pipeline.manifest.reader import Reject
+
+__all__ = ["Engine", "EngineHooks", "RowBatch"]
+
+
+class RowBatch(Protocol):
+    """What the engine reads of a batch of manifest rows (``pipeline.manifest.reader.ManifestBatch``)."""
+
+    @property
+    def rows(self) -> Sequence[Row]: ...
+
+    @property
+    def rejects(self) -> Sequence[Reject]: ...
+
+    @property
+    def done(self) -> Mapping[str, int]: ...  # rows left out as finished, by model
 
 
 @dataclass
@@ -183,13 +200,13 @@ class Engine:
         with anyio.move_on_after(seconds):
             await self._halted.wait()
 
-    def record(self, event: Any) -> None:
+    def record(self, event: Event) -> None:
         """Queue ``event`` for the state (committed with the next group; see ``pipeline.run.recorder``)."""
         self._recorder.add(event)
 
     # -- the run ---------------------------------------------------------------------------------------
 
-    async def run(self, batches: Iterator[Any]) -> Outcome:
+    async def run(self, batches: Iterator[RowBatch]) -> Outcome:
         """Reconcile what is in doubt, then stream the manifest; the outcome (counts, stop reason). Every
         event is committed when this returns, even when it is cancelled."""
         try:
@@ -276,7 +293,7 @@ class Engine:
             self.tally.in_flight -= 1
             self._rows.release()
 
-    async def _stream(self, batches: Iterator[Any]) -> None:
+    async def _stream(self, batches: Iterator[RowBatch]) -> None:
         send, receive = anyio.create_memory_object_stream[Row](self.hooks.queue_size)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._produce, batches, send)
@@ -284,7 +301,7 @@ class Engine:
                 async for row in receive:
                     await self._dispatch(row, tg)
 
-    async def _produce(self, batches: Iterator[Any], send: Any) -> None:
+    async def _produce(self, batches: Iterator[RowBatch], send: MemoryObjectSendStream[Row]) -> None:
         reader = await anyio.to_thread.run_sync(Store.open, self.store.path)  # this thread's own
         try:
             async with send:
@@ -305,14 +322,16 @@ class Engine:
         finally:
             reader.close()
 
-    def _count_done(self, done: dict[str, int]) -> None:
+    def _count_done(self, done: Mapping[str, int]) -> None:
         """Rows the manifest reader left out as finished (``ManifestBatch.done``, by model)."""
         for model, rows in done.items():
             self.tally.seen += rows
             self.tally.skipped += rows
             self.outcome.count(SUCCEEDED, model, rows)
 
-    def _next_batch(self, batches: Iterator[Any], reader: Store) -> tuple[Any, dict[str, str]] | None:
+    def _next_batch(
+        self, batches: Iterator[RowBatch], reader: Store
+    ) -> tuple[RowBatch, dict[str, str]] | None:
         """The next manifest batch and the state of its rows the state has seen, by id (in a worker
         thread: reading the manifest, one batched lookup, and maybe hashing local reference files)."""
         batch = next(batches, None)
@@ -462,7 +481,7 @@ class Engine:
         self._succeeded(row, task_uuid, images, reserved)
         await self._download(row, task_uuid, images)
 
-    async def _download(self, row: Row, task_uuid: str, images: list[GeneratedImage]) -> None:
+    async def _download(self, row: Row, task_uuid: str, images: list[ImageResult]) -> None:
         """Fetch the images of the row's success (its first: a row is only sent until it succeeds)."""
         if self.fetcher is None:
             return
@@ -482,10 +501,10 @@ class Engine:
         return attempt
 
     async def _send(
-        self, row: Row, task: dict[str, Any], attempt: int, reserved: Decimal
-    ) -> list[GeneratedImage]:
+        self, row: Row, task: InferenceTask, attempt: int, reserved: Decimal
+    ) -> list[ImageResult]:
         submitted = SubmittedEvent.for_row(
-            row, task_uuid=task["taskUUID"], attempt=attempt, run_id=self.run_id, estimate_usd=reserved
+            row, task_uuid=task.task_uuid, attempt=attempt, run_id=self.run_id, estimate_usd=reserved
         )
         try:
             await self._recorder.commit(submitted)  # durable before the request leaves
@@ -509,16 +528,16 @@ class Engine:
         self.window.on_answer()
         self._connect_failures = 0
 
-    async def _settle(self, task: dict[str, Any], row: Row) -> list[GeneratedImage]:
-        async def resubmit() -> list[GeneratedImage]:
+    async def _settle(self, task: InferenceTask, row: Row) -> list[ImageResult]:
+        async def resubmit() -> list[ImageResult]:
             if row.request.model in self.outcome.models:  # refused: the task stays in doubt, and the
-                raise StillInDoubtError(task["taskUUID"])  # next run asks about it again
+                raise StillInDoubtError(task.task_uuid)  # next run asks about it again
             return await self._client.infer(task)
 
         try:
             return await settle(
                 self._client,
-                task["taskUUID"],
+                task.task_uuid,
                 row.request.number_results,
                 resubmit,
                 poll=self._poll,
@@ -582,7 +601,7 @@ class Engine:
         self.tally.failed += 1
         self.outcome.this_run.failed += 1
 
-    def _succeeded(self, row: Row, task_uuid: str, images: list[GeneratedImage], reserved: Decimal) -> None:
+    def _succeeded(self, row: Row, task_uuid: str, images: list[ImageResult], reserved: Decimal) -> None:
         event, cost = succeeded_event(row, task_uuid, self.run_id, images)
         self.record(event)
         self.budget.settle(reserved, cost)

@@ -20,7 +20,7 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config.profiles import ModelProfile
 from pipeline.errors import (
@@ -32,6 +32,9 @@ from pipeline.errors import (
 )
 from pipeline.state.events import Event, SubmittedEvent, SucceededEvent
 from pipeline.state.rule import event_cost
+
+if TYPE_CHECKING:  # polars: the CLI reads outcomes without it
+    from pipeline.manifest.reader import Reject
 
 __all__ = ["UNAVAILABLE_LIMIT", "ModelStops", "Outcome", "RunTotals", "Stop", "StoppedModel"]
 
@@ -151,7 +154,7 @@ class Outcome:
     rows: dict[str, int] = field(
         default_factory=lambda: {"succeeded": 0, "failed": 0, "pending": 0, "in_doubt": 0}
     )
-    rejects: list[Any] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     stop: Stop | None = None
     fatal: FatalProviderError | None = None
     models: ModelStops = field(default_factory=ModelStops)

@@ -27,14 +27,14 @@ from pipeline.errors import (
     StillInDoubtError,
     TransientProviderError,
 )
-from pipeline.rows import ImageRequest, Row
+from pipeline.rows import ImageResult, Row
 from pipeline.run.limits import Clock, Sleep
-from pipeline.runware.client import GeneratedImage, RunwareClient, TaskConflictError
+from pipeline.runware.client import RunwareClient, TaskConflictError
 from pipeline.state.events import SubmittedEvent
 
 __all__ = ["Poll", "StillInDoubtError", "row_from_submitted", "settle"]
 
-Resubmit = Callable[[], Awaitable[list[GeneratedImage]]]
+Resubmit = Callable[[], Awaitable[list[ImageResult]]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ async def settle(
     poll: Poll = Poll(),
     clock: Clock = anyio.current_time,
     sleep: Sleep = anyio.sleep,
-) -> list[GeneratedImage]:
+) -> list[ImageResult]:
     """The images of ``task_uuid`` once the provider has a verdict (see the module docstring)."""
     deadline = clock() + poll.give_up_after
     interval = poll.interval
@@ -71,7 +71,7 @@ async def settle(
 
 async def _ask(
     client: RunwareClient, task_uuid: str, expected: int, resubmit: Resubmit
-) -> list[GeneratedImage] | None:
+) -> list[ImageResult] | None:
     """One round: the images, None for "ask again", or the task's error raised.
 
     Only the task's own verdict (an error item, or the answer to its resubmission) fails it: a failed
@@ -98,17 +98,4 @@ async def _ask(
 
 def row_from_submitted(ev: SubmittedEvent) -> Row:
     """The row a ``submitted`` event was sent for (to reconcile or resubmit it after a crash)."""
-    r = ev.request
-    request = ImageRequest(
-        model=r["model"],
-        prompt=r["prompt"],
-        width=None if r.get("width") is None else int(r["width"]),
-        height=None if r.get("height") is None else int(r["height"]),
-        quality=r.get("quality") or "",
-        background=r.get("background") or "",
-        output_format=r["output_format"],
-        number_results=int(r["number_results"]),
-        reference_images=tuple(r.get("reference_images") or ()),
-        options=tuple(sorted((r.get("options") or {}).items())),
-    )
-    return Row(0, ev.id, ev.fingerprint, request, dict(ev.passthrough))
+    return Row(0, ev.id, ev.fingerprint, ev.sent_request(), dict(ev.passthrough))

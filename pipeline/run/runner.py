@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -30,7 +29,7 @@ from pipeline.errors import PipelineError, StoreError
 from pipeline.manifest.reader import Manifest, ManifestBatch, open_batches, open_manifest
 from pipeline.output.results.write import remove_stale_temps, write_rejects, write_results
 from pipeline.output.status import record_manifest
-from pipeline.run.engine import Engine, EngineHooks
+from pipeline.run.engine import Engine, EngineHooks, RowBatch
 from pipeline.run.fetcher import Fetcher
 from pipeline.run.outcome import Outcome, Stop
 from pipeline.run.progress import Tally, show_progress
@@ -46,8 +45,6 @@ from pipeline.state.rule import FAILED, IN_DOUBT, SUCCEEDED
 __all__ = ["Provider", "run_job"]
 
 log = logging.getLogger("pipeline.run")
-
-Downloader = Callable[[Engine], Any]
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ async def run_job(
     progress_interval: float = 10.0,
     handle_signals: bool = True,
     batch_size: int = 10_000,
-    batches: Iterator[Any] | None = None,
+    batches: Iterator[RowBatch] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Outcome:
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
@@ -219,7 +216,7 @@ def _lean_connections(
 
 async def _drive(
     engine: Engine,
-    batches: Iterator[Any],
+    batches: Iterator[RowBatch],
     console: Console | None,
     progress_interval: float,
     handle_signals: bool,

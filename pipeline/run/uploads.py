@@ -25,21 +25,17 @@ from pathlib import Path
 import anyio
 
 from pipeline.errors import PermanentError, PermanentProviderError, ProviderError
+from pipeline.manifest.references import is_remote
 from pipeline.runware.client import RunwareClient, data_uri_of
 from pipeline.state.events import UploadedEvent
 
-__all__ = ["ReferenceUploader", "Resolved", "is_local_path", "is_reference_refusal"]
+__all__ = ["ReferenceUploader", "Resolved", "is_reference_refusal"]
 
 Upload = Callable[[str], Awaitable[str]]
 Lookup = Callable[[str], str | None]  # sha256 -> the imageUUID an earlier upload got, if any
 
 # Runware's codes for a reference it cannot use: invalidReferenceImages, imageNotFound, ...ImageNotFound.
 _REFERENCE_CODE = re.compile(r"(?i)^invalidReferenceImages?$|ImageNotFound$")
-
-
-def is_local_path(reference: str) -> bool:
-    """Local files come from the manifest as absolute paths; URLs, UUIDs and data URIs do not."""
-    return reference.startswith("/") or (len(reference) > 2 and reference[1:3] in (":\\", ":/"))
 
 
 def is_reference_refusal(exc: ProviderError) -> bool:
@@ -82,7 +78,7 @@ class ReferenceUploader:
         wire: list[str] = []
         earlier: set[str] = set()
         for reference in references:
-            if not is_local_path(reference):
+            if is_remote(reference):  # the fingerprint's rule too: what it hashes as a file is uploaded
                 wire.append(reference)
                 continue
             digest = await self._one(Path(reference))

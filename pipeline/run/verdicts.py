@@ -10,15 +10,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from pipeline.errors import ProviderError
-from pipeline.rows import Row
-from pipeline.runware.wire import GeneratedImage
-from pipeline.state.events import FailedEvent, ImageResult, SucceededEvent
+from pipeline.rows import ImageResult, Row
+from pipeline.state.events import FailedEvent, SucceededEvent
 
 __all__ = ["failed_event", "succeeded_event"]
 
 
 def succeeded_event(
-    row: Row, task_uuid: str, run_id: str, images: Sequence[GeneratedImage]
+    row: Row, task_uuid: str, run_id: str, images: Sequence[ImageResult]
 ) -> tuple[SucceededEvent, Decimal | None]:
     """The ``succeeded`` event and the task's exact cost (None when the provider sent no cost)."""
     costs = [Decimal(str(i.cost_usd)) for i in images if i.cost_usd is not None]
@@ -28,10 +27,7 @@ def succeeded_event(
         fingerprint=row.fingerprint,
         task_uuid=task_uuid,
         run_id=run_id,
-        images=tuple(
-            ImageResult(index=i.index, image_uuid=i.image_uuid, image_url=i.image_url, cost_usd=i.cost_usd)
-            for i in images
-        ),
+        images=tuple(images),
         cost_usd=None if cost is None else float(cost),
     )
     return event, cost

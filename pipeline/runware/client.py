@@ -3,7 +3,8 @@
     async with httpx.AsyncClient(timeout=180) as http:
         client = RunwareClient(http, "https://api.runware.ai/v1", api_key)
         await client.authenticate()                # free: raises FatalProviderError for a bad key
-        images = await client.infer(task)          # sync delivery: the images; async: [] (accepted)
+        images = await client.infer(task)          # an InferenceTask (or its JSON object): the images
+                                                   # (sync delivery); async: [] (accepted: poll it)
         status = await client.get_response(uuid, expected=1)
         image_uuid = await client.upload(data_uri)
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
 
@@ -28,11 +28,14 @@ from pipeline.errors import (
 )
 from pipeline.runware.http_lean import Answer, LeanConnections, post_head
 from pipeline.runware.wire import (
-    GeneratedImage,
+    ImageResult,
     InDoubtError,
+    InferenceTask,
     TaskConflictError,
     TaskStatus,
     TaskUnknownError,
+    WireItem,
+    WireTask,
     authentication_task,
     classify,
     data_uri_of,
@@ -43,13 +46,16 @@ from pipeline.runware.wire import (
     is_overload,
     read_answer,
     task_status,
+    task_uuid_of,
     upload_task,
+    wire_of,
 )
 
 __all__ = [
     "UNREACHABLE",
-    "GeneratedImage",
+    "ImageResult",
     "InDoubtError",
+    "InferenceTask",
     "RunwareClient",
     "TaskConflictError",
     "TaskStatus",
@@ -102,14 +108,16 @@ class RunwareClient:
         self._api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
-    async def post(self, tasks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def post(self, tasks: Sequence[InferenceTask | WireTask]) -> list[WireItem]:
         """Send ``tasks``; the answer's data items, or a classified ``ProviderError``."""
-        body = json.dumps(list(tasks), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        wire = [wire_of(task) for task in tasks]
+        body = json.dumps(wire, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         try:
             answer = await self._send(body)
         except httpx.HTTPError as exc:
             raise self._scrub(transport_error(exc)) from None
-        task_type = tasks[-1].get("taskType") if tasks else None
+        kind = wire[-1].get("taskType") if wire else None
+        task_type = kind if isinstance(kind, str) else None
         try:
             return read_answer(answer.status, answer.headers, answer.body, task_type=task_type)
         except ProviderError as exc:
@@ -127,10 +135,10 @@ class RunwareClient:
         classified error (``FatalProviderError`` for a key the provider refuses)."""
         await self.post([authentication_task(self._api_key)])
 
-    async def infer(self, task: dict[str, Any]) -> list[GeneratedImage]:
+    async def infer(self, task: InferenceTask | WireTask) -> list[ImageResult]:
         """Send one ``imageInference`` task; its images (empty when delivery is async: poll it)."""
         items = await self.post([task])
-        return images_of(items, task["taskUUID"])
+        return images_of(items, task_uuid_of(task))
 
     async def get_response(self, task_uuid: str, *, expected: int) -> TaskStatus:
         """What the provider says about ``task_uuid`` now (a failed task is ``state="error"``); raises

@@ -1,6 +1,7 @@
 """Runware's wire format, as pure functions: build tasks, read answers, classify errors.
 
     task = inference_task(row.request, task_uuid, refs, profile=profile)   # one imageInference task
+    task.wire()                                                 # its JSON object, built when it is sent
     items = read_answer(status, headers, body)                  # data items, or a classified ProviderError
     images = images_of(items, task_uuid)                        # the generated images of that task
 
@@ -34,7 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeAlias, cast
 
 from pipeline.config.profiles import ModelProfile
 from pipeline.errors import (
@@ -48,16 +49,20 @@ from pipeline.errors import (
     TaskUnknownError,
     TransientProviderError,
 )
-from pipeline.rows import ImageRequest
+from pipeline.rows import ImageRequest, ImageResult
 
 __all__ = [
-    "GeneratedImage",
+    "ImageResult",
     "InDoubtError",
+    "InferenceTask",
     "TaskConflictError",
     "TaskStatus",
     "TaskUnknownError",
+    "WireItem",
+    "WireTask",
     "authentication_task",
     "classify",
+    "data_uri",
     "data_uri_of",
     "get_response_task",
     "images_of",
@@ -66,7 +71,9 @@ __all__ = [
     "parse_retry_after",
     "read_answer",
     "task_status",
+    "task_uuid_of",
     "upload_task",
+    "wire_of",
 ]
 
 FATAL_STATUSES = frozenset({401, 402, 403})
@@ -105,6 +112,58 @@ _MODEL_STATUSES = frozenset({400, 404, 410, 503})
 
 # -- building tasks ------------------------------------------------------------------------------------
 
+# A task or an answer's data item as its JSON object. The small fixed tasks (authentication, getResponse,
+# imageUpload) are built as one; so is a task a test writes by hand.
+WireTask: TypeAlias = Mapping[str, object]
+WireItem: TypeAlias = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceTask:
+    """One ``imageInference`` task: the request, the taskUUID and the references as the wire takes them
+    (already resolved). Its JSON object is built only when it is sent (``wire``)."""
+
+    task_type: ClassVar[str] = "imageInference"
+    task_uuid: str
+    request: ImageRequest
+    profile: ModelProfile
+    reference_images: tuple[str, ...] = ()
+    delivery: str = "sync"  # "async": the answer only accepts it (poll it with getResponse)
+
+    def wire(self) -> dict[str, object]:
+        """The task's JSON object. Each option goes where the profile puts it (top level, ``settings``,
+        ``providerSettings.<p>``); a container appears only when an option fills it, so a task carries
+        exactly what the model declares."""
+        request, profile = self.request, self.profile
+        task: dict[str, object] = {
+            "taskType": self.task_type,
+            "taskUUID": self.task_uuid,
+            "model": request.model,
+            "positivePrompt": request.prompt,
+        }
+        if request.width is not None and request.height is not None:
+            task["width"] = request.width
+            task["height"] = request.height
+        nested: dict[str, object] = {}
+        for name, option in profile.options.items():  # the profile's order: the seed requests' order
+            text = request.option(name)
+            if text is None:
+                continue
+            where = task if option.at == "top" else nested
+            _put(where, option.at, option.wire_name(name), option.to_wire(text))
+        task.update(
+            numberResults=request.number_results,
+            outputType="URL",
+            outputFormat=request.output_format,
+            includeCost=True,
+        )
+        task.update(nested)
+        if self.reference_images:
+            _put_path(task, profile.references.field, list(self.reference_images))
+        if self.delivery == "async":
+            task["deliveryMethod"] = "async"
+        return task
+
 
 def inference_task(
     request: ImageRequest,
@@ -113,43 +172,22 @@ def inference_task(
     *,
     profile: ModelProfile,
     delivery: str = "sync",
-) -> dict[str, Any]:
-    """The ``imageInference`` task for ``request``; ``reference_images`` already resolved for the wire.
-
-    Each option goes where ``profile`` puts it (top level, ``settings``, ``providerSettings.<p>``); a
-    container appears only when an option fills it, so a task carries exactly what the model declares.
-    """
-    task: dict[str, Any] = {
-        "taskType": "imageInference",
-        "taskUUID": task_uuid,
-        "model": request.model,
-        "positivePrompt": request.prompt,
-    }
-    if request.width is not None and request.height is not None:
-        task["width"] = request.width
-        task["height"] = request.height
-    nested: dict[str, Any] = {}
-    for name, option in profile.options.items():  # the profile's order: the seed requests' order
-        text = request.option(name)
-        if text is None:
-            continue
-        where = task if option.at == "top" else nested
-        _put(where, option.at, option.wire_name(name), option.to_wire(text))
-    task.update(
-        numberResults=request.number_results,
-        outputType="URL",
-        outputFormat=request.output_format,
-        includeCost=True,
-    )
-    task.update(nested)
-    if reference_images:
-        _put_path(task, profile.references.field, list(reference_images))
-    if delivery == "async":
-        task["deliveryMethod"] = "async"
-    return task
+) -> InferenceTask:
+    """The ``imageInference`` task for ``request``; ``reference_images`` already resolved for the wire."""
+    return InferenceTask(task_uuid, request, profile, tuple(reference_images), delivery)
 
 
-def _put(target: dict[str, Any], at: str, key: str, value: object) -> None:
+def wire_of(task: InferenceTask | WireTask) -> WireTask:
+    """The JSON object of ``task``."""
+    return task.wire() if isinstance(task, InferenceTask) else task
+
+
+def task_uuid_of(task: InferenceTask | WireTask) -> str:
+    """The taskUUID of ``task`` (a hand-written task without one raises ``KeyError``)."""
+    return task.task_uuid if isinstance(task, InferenceTask) else str(task["taskUUID"])
+
+
+def _put(target: dict[str, object], at: str, key: str, value: object) -> None:
     """``target[...at...][key] = value`` for ``at`` = "top", "settings" or "providerSettings.<p>"."""
     if at == "top":
         target[key] = value
@@ -157,31 +195,35 @@ def _put(target: dict[str, Any], at: str, key: str, value: object) -> None:
     _put_path(target, f"{at}.{key}", value)
 
 
-def _put_path(target: dict[str, Any], dotted: str, value: object) -> None:
+def _put_path(target: dict[str, object], dotted: str, value: object) -> None:
     *parents, last = dotted.split(".")
     for part in parents:
-        target = target.setdefault(part, {})
+        target = cast("dict[str, object]", target.setdefault(part, {}))  # only this module fills them
     target[last] = value
 
 
-def authentication_task(api_key: str) -> dict[str, Any]:
+def authentication_task(api_key: str) -> WireTask:
     """Runware's ``authentication`` task: checks the key, generates nothing, costs nothing."""
     return {"taskType": "authentication", "apiKey": api_key}
 
 
-def get_response_task(task_uuid: str) -> dict[str, Any]:
+def get_response_task(task_uuid: str) -> WireTask:
     return {"taskType": "getResponse", "taskUUID": task_uuid}
 
 
-def upload_task(task_uuid: str, image: str) -> dict[str, Any]:
+def upload_task(task_uuid: str, image: str) -> WireTask:
     """An ``imageUpload`` task (``image`` is a data URI)."""
     return {"taskType": "imageUpload", "taskUUID": task_uuid, "image": image}
 
 
-def data_uri_of(path: Path, data: bytes) -> str:
-    """``data:<mime>;base64,...`` for a local image file's bytes."""
-    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+def data_uri(data: bytes, mime: str) -> str:
+    """``data:<mime>;base64,...`` for an image's bytes."""
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def data_uri_of(path: Path, data: bytes) -> str:
+    """The data URI of a local image file's bytes (its type guessed from its name)."""
+    return data_uri(data, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
 
 # -- reading answers -----------------------------------------------------------------------------------
@@ -276,7 +318,7 @@ def is_overload(exc: BaseException) -> bool:
 
 
 def _error_of(
-    error: Mapping[str, Any], status: int | None, retry_after: float | None, task_type: str | None = None
+    error: Mapping[str, object], status: int | None, retry_after: float | None, task_type: str | None = None
 ) -> ProviderError:
     """The error of one error item; ``task_type`` is the task sent (the item may name the polled one)."""
     code = str(error.get("code") or "") or None
@@ -300,7 +342,7 @@ def _str_or_none(value: object) -> str | None:
 
 def read_answer(
     status: int, headers: Mapping[str, str], body: bytes, *, task_type: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[WireItem]:
     """The ``data`` items of an answer; raises the classified error of an error answer.
 
     A body that is not the JSON envelope raises ``InDoubtError`` (or the HTTP status' error).
@@ -335,35 +377,25 @@ def read_answer(
     return [item for item in data if isinstance(item, dict)]
 
 
-@dataclass(frozen=True, slots=True)
-class GeneratedImage:
-    """One image of a finished task."""
-
-    index: int
-    image_uuid: str
-    image_url: str
-    cost_usd: float | None
-
-
-def _item_error(item: Mapping[str, Any]) -> ProviderError:
+def _item_error(item: Mapping[str, object]) -> ProviderError:
     error = item.get("error")
     details = error if isinstance(error, dict) else {"message": str(error or "task failed")}
     details = {"taskUUID": item.get("taskUUID"), **details}
     return _error_of(details, None, None)
 
 
-def images_of(items: Sequence[Mapping[str, Any]], task_uuid: str) -> list[GeneratedImage]:
+def images_of(items: Sequence[Mapping[str, object]], task_uuid: str) -> list[ImageResult]:
     """The images of ``task_uuid`` among ``items``; an item with ``status: "error"`` raises its error."""
     mine = [item for item in items if item.get("taskUUID") == task_uuid]
     for item in mine:
         if item.get("status") == "error":
             raise _item_error(item)
-    images: list[GeneratedImage] = []
+    images: list[ImageResult] = []
     for item in mine:
         if item.get("imageUUID") and item.get("imageURL"):
             cost = item.get("cost")
             images.append(
-                GeneratedImage(
+                ImageResult(
                     index=len(images),
                     image_uuid=str(item["imageUUID"]),
                     image_url=str(item["imageURL"]),
@@ -378,11 +410,11 @@ class TaskStatus:
     """What ``getResponse`` says about one task: ``processing``, ``success`` (with images) or unknown."""
 
     state: str  # "processing" | "success" | "error" | "unknown"
-    images: tuple[GeneratedImage, ...] = ()
+    images: tuple[ImageResult, ...] = ()
     error: ProviderError | None = None
 
 
-def task_status(items: Sequence[Mapping[str, Any]], task_uuid: str, expected: int) -> TaskStatus:
+def task_status(items: Sequence[Mapping[str, object]], task_uuid: str, expected: int) -> TaskStatus:
     """Fold ``getResponse`` items: an error item is the task's verdict; fewer images than expected is
     still processing."""
     mine = [item for item in items if item.get("taskUUID") == task_uuid]

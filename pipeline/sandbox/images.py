@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from pipeline.runware.wire import data_uri
 from pipeline.sandbox.render import EXTENSIONS, MIME_TYPES, ImageSpec, decode_reference, render_image
 from pipeline.sandbox.store import ImageEntry, Store, image_uuid_of, reference_bytes
 from pipeline.sandbox.validation import InferenceTask
@@ -66,12 +67,11 @@ class Images:
                 found = await self.fetch(item["imageUUID"])
                 assert found is not None
                 data, mime = found
-                encoded = base64.b64encode(data).decode("ascii")
                 del item["imageURL"]
                 if task.output_type == "base64Data":
-                    item["imageBase64Data"] = encoded
+                    item["imageBase64Data"] = base64.b64encode(data).decode("ascii")
                 else:
-                    item["imageDataURI"] = f"data:{mime};base64,{encoded}"
+                    item["imageDataURI"] = data_uri(data, mime)
             out.append(item)
         return out
 

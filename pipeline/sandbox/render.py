@@ -8,7 +8,6 @@ The same spec always gives the same bytes, so an image is a pure function of its
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import textwrap
@@ -106,7 +105,3 @@ def render_image(spec: ImageSpec, thumbnails: Sequence[Image.Image | None] = ())
     else:
         image.save(out, pil_format, quality=spec.output_quality)
     return out.getvalue()
-
-
-def data_uri(data: bytes, output_format: str) -> str:
-    return f"data:{MIME_TYPES[output_format]};base64,{base64.b64encode(data).decode('ascii')}"

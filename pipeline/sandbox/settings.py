@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.config import jobspec
 from pipeline.config.profiles import ModelProfile, model_profiles
 from pipeline.sandbox.wire import MODEL_REFUSAL_CODES
 
@@ -37,16 +37,10 @@ FAULT_KINDS = ("429", "429-retry-after", "403", "500", "503", "504", "hang", "dr
 #: How a provider that dropped a model may answer for it (each code has its HTTP status: see ``wire``).
 RETIRE_CODES = MODEL_REFUSAL_CODES
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
-
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``"300ms"``, ``"2s"``, ``"1.5"`` (seconds) or ``"1m"``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (e.g. 300ms, 2s)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """Seconds in ``"300ms"``, ``"2s"``, ``"1.5"`` (seconds) or ``"1m"`` (``jobspec.parse_duration``)."""
+    return jobspec.parse_duration(text, bare="s")
 
 
 @dataclass(frozen=True, slots=True)

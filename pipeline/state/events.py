@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, ClassVar, TypeAlias
 
-from pipeline.rows import Row
+from pipeline.rows import SCALARS, ImageRequest, ImageResult, Row
 
 __all__ = [
     "DownloadFailedEvent",
@@ -36,6 +36,8 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "event_to_json",
+    "request_from_record",
+    "request_record",
     "utc_now",
 ]
 
@@ -95,20 +97,6 @@ class SubmittedEvent:
         cls, row: Row, *, task_uuid: str, attempt: int, run_id: str, estimate_usd: float | Decimal | None
     ) -> SubmittedEvent:
         """The event for sending ``row`` as ``task_uuid`` (request fields and passthrough copied)."""
-        r = row.request
-        request: dict[str, Any] = {
-            "model": r.model,
-            "prompt": r.prompt,
-            "width": r.width,
-            "height": r.height,
-            "quality": r.quality,
-            "background": r.background,
-            "output_format": r.output_format,
-            "number_results": r.number_results,
-            "reference_images": list(r.reference_images),
-        }
-        if r.options:  # absent when none, as in 0.1's events
-            request["options"] = dict(r.options)
         estimate = None if estimate_usd is None else float(estimate_usd)
         return cls(
             id=row.id,
@@ -117,19 +105,41 @@ class SubmittedEvent:
             attempt=attempt,
             run_id=run_id,
             estimate_usd=estimate,
-            request=request,
+            request=request_record(row.request),
             passthrough=dict(row.passthrough),
         )
 
+    def sent_request(self) -> ImageRequest:
+        """The request this event records (``request_from_record``)."""
+        return request_from_record(self.request)
 
-@dataclass(slots=True, kw_only=True)
-class ImageResult:
-    """One generated image of a succeeded task."""
 
-    index: int
-    image_uuid: str
-    image_url: str
-    cost_usd: float | None = None
+def request_record(request: ImageRequest) -> dict[str, Any]:
+    """The JSON object of ``request`` in a ``submitted`` event: its fields in order, ``options`` only
+    when it sets any (as in 0.1's events)."""
+    record: dict[str, Any] = {name: getattr(request, name) for name in SCALARS}
+    record["reference_images"] = list(request.reference_images)
+    if request.options:
+        record["options"] = dict(request.options)
+    return record
+
+
+def request_from_record(record: Mapping[str, Any]) -> ImageRequest:
+    """The request a ``submitted`` event's ``request`` object records; a field it lacks is empty (one
+    number of results), so a hand-made or foreign event still reads."""
+    width, height = record.get("width"), record.get("height")
+    return ImageRequest(
+        model=str(record.get("model") or ""),
+        prompt=str(record.get("prompt") or ""),
+        width=None if width is None else int(width),
+        height=None if height is None else int(height),
+        quality=record.get("quality") or "",
+        background=record.get("background") or "",
+        output_format=str(record.get("output_format") or ""),
+        number_results=int(record.get("number_results") or 1),
+        reference_images=tuple(record.get("reference_images") or ()),
+        options=tuple(sorted((record.get("options") or {}).items())),
+    )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -48,7 +48,8 @@ from pipeline.output.plan.history import Changes, compare, earlier_model_ids, pr
 from pipeline.output.plan.reader import History, HistoryReader
 from pipeline.output.results.write import REJECTS_COLUMNS, REJECTS_NAME, write_frame
 from pipeline.output.status import read_state, record_manifest
-from pipeline.rows import LEGACY_OPTIONS
+from pipeline.request_columns import request_schema
+from pipeline.rows import LEGACY_OPTIONS, SETTINGS
 from pipeline.state import STATE_NAME, Store
 from pipeline.state.rule import SUCCEEDED
 
@@ -67,18 +68,12 @@ _REJECTS_SCHEMA = pl.Schema(REJECTS_COLUMNS)
 _DERIVED = ("_nrefs", "_prompt_h", "_refs_h", "_refkeys")  # computed by _compact
 _ACCEPTED = pl.Schema(
     {
-        "_id": pl.String,
-        "model": pl.String,
-        "width": pl.Int64,
-        "height": pl.Int64,
-        "quality": pl.String,
-        "background": pl.String,
-        "output_format": pl.String,
-        "number_results": pl.Int64,
-        "_nrefs": pl.Int64,
-        "_prompt_h": pl.UInt64,
-        "_refs_h": pl.UInt64,
-        "_refkeys": pl.String,
+        "_id": pl.String(),
+        **request_schema(SETTINGS),
+        "_nrefs": pl.Int64(),
+        "_prompt_h": pl.UInt64(),
+        "_refs_h": pl.UInt64(),
+        "_refkeys": pl.String(),
     }
 )
 

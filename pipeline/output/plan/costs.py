@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
 from typing import cast
@@ -177,14 +177,13 @@ def on_replacement(request: ImageRequest, target: ModelProfile) -> ImageRequest:
     if not keeps_tier and (width is None or height is None or not target.sizes.allows(width, height)):
         width, height = parse_size(target.sizes.default) if target.sizes.default else (None, None)
     quality, background = options.pop("quality", ""), options.pop("background", "")
-    return ImageRequest(
+    return replace(
+        request,
         model=target.id,
-        prompt=request.prompt,
         width=width,
         height=height,
         quality=quality,
         background=background,
-        output_format=request.output_format,
         number_results=min(request.number_results, target.max_number_results),
         reference_images=request.reference_images[: target.references.max],
         options=tuple(sorted(options.items())),

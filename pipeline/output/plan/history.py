@@ -21,21 +21,10 @@ from typing import Any
 import polars as pl
 
 from pipeline.manifest.fingerprint import REF_SEP, fingerprint_text_expr, hash_texts
+from pipeline.request_columns import REQUEST_DTYPES
 from pipeline.state.events import SubmittedEvent
 
 __all__ = ["Changes", "compare", "earlier_model_ids", "history_frame", "prompt_hash", "refs_hash"]
-
-_REQUEST: dict[str, Any] = {
-    "model": pl.String,
-    "prompt": pl.String,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "quality": pl.String,
-    "background": pl.String,
-    "output_format": pl.String,
-    "number_results": pl.Int64,
-    "reference_images": pl.List(pl.String),
-}
 
 _WAS = "_was"
 REFERENCE_CONTENT = "reference content"
@@ -62,7 +51,8 @@ class Changes:
 def history_frame(sent: Sequence[SubmittedEvent], options: Sequence[str]) -> pl.DataFrame:
     """``id, fingerprint``, the request fields and one text column per name in ``options`` (null when the
     request did not set it) of each ``submitted`` event of ``sent``, in order."""
-    schema = {"id": pl.String, "fingerprint": pl.String, **_REQUEST, **dict.fromkeys(options, pl.String)}
+    keys = {"id": pl.String(), "fingerprint": pl.String()}
+    schema = {**keys, **REQUEST_DTYPES, **dict.fromkeys(options, pl.String())}
     rows = [_history_row(event, options) for event in sent]
     return pl.DataFrame(rows, schema=schema, orient="row")
 
@@ -72,7 +62,7 @@ def _history_row(event: SubmittedEvent, options: Sequence[str]) -> tuple[Any, ..
     values = request.get("options") or {}
     chosen = [_text(values.get(name)) if isinstance(values, dict) else None for name in options]
     refs = request.get("reference_images") or []
-    fields = [request.get(name) for name in _REQUEST if name != "reference_images"]
+    fields = [request.get(name) for name in REQUEST_DTYPES if name != "reference_images"]
     return (event.id, event.fingerprint, *fields, [str(r) for r in refs], *chosen)
 
 

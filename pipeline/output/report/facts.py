@@ -20,9 +20,10 @@ import polars as pl
 
 from pipeline.errors import UsageError
 from pipeline.output.report.keys import DERIVED_KEYS
-from pipeline.output.report.ledger import REQUEST_COLUMNS, nano, state_charges, usd
-from pipeline.output.results.write import shown_seq
+from pipeline.output.report.ledger import nano, state_charges, usd
+from pipeline.output.results.write import RESULTS_COLUMNS, shown_seq
 from pipeline.output.status import read_state
+from pipeline.rows import SHOWN
 from pipeline.state import LEDGER_NAME, STATE_NAME
 
 __all__ = ["DERIVED_KEYS", "DETAIL", "Facts", "Source", "load_facts", "parse_when", "resolve_sources"]
@@ -30,30 +31,15 @@ __all__ = ["DERIVED_KEYS", "DETAIL", "Facts", "Source", "load_facts", "parse_whe
 RESULTS_NAME = "results.parquet"
 REJECTS_NAME = "rejects.parquet"
 _REQUIRED = ("id", "status", "cost_usd")
-_BASE: dict[str, pl.DataType] = {
-    "id": pl.String(),
-    "fingerprint": pl.String(),
-    "status": pl.String(),
-    "task_uuid": pl.String(),
-    "cost_usd": pl.Float64(),
-    "cost_source": pl.String(),
-    "estimate_usd": pl.Float64(),
-    "completed_at": pl.Datetime("us", "UTC"),
-    "run_id": pl.String(),
-    "job": pl.String(),
-    "model": pl.String(),
-    "width": pl.Int64(),
-    "height": pl.Int64(),
-    "quality": pl.String(),
-}
-DETAIL: dict[str, pl.DataType] = {
-    "prompt": pl.String(),
-    "local_path": pl.String(),
-    "image_url": pl.String(),
-    "error_code": pl.String(),
-    "error_message": pl.String(),
-    "result_index": pl.Int64(),
-}
+
+# The results columns a report reads (by name: their dtypes are the results table's).
+_BASE_NAMES = (
+    *("id", "fingerprint", "status", "task_uuid", "cost_usd", "cost_source", "estimate_usd"),
+    *("completed_at", "run_id", "job", "model", "width", "height", "quality"),
+)
+_DETAIL_NAMES = ("prompt", "local_path", "image_url", "error_code", "error_message", "result_index")
+_BASE: dict[str, pl.DataType] = {name: RESULTS_COLUMNS[name] for name in _BASE_NAMES}
+DETAIL: dict[str, pl.DataType] = {name: RESULTS_COLUMNS[name] for name in _DETAIL_NAMES}
 _KEPT_FROM_EVENT = ("id", "fingerprint", "task_uuid", "run_id", "completed_at", "cost_nano", "kind")
 # -- which files ----------------------------------------------------------------------------------------
 
@@ -215,8 +201,8 @@ def _charge_facts(source: Source, table: pl.LazyFrame) -> tuple[pl.LazyFrame | N
     frame = charges.lazy().join(attrs, on=["id", "fingerprint"], how="left")
     have = frame.collect_schema()
     frame = frame.with_columns(
-        pl.coalesce(pl.col(c), pl.col(f"{c}_state")).alias(c) for c in REQUEST_COLUMNS if c in have
-    ).drop(f"{c}_state" for c in REQUEST_COLUMNS)
+        pl.coalesce(pl.col(c), pl.col(f"{c}_state")).alias(c) for c in SHOWN if c in have
+    ).drop(f"{c}_state" for c in SHOWN)
     notes = []
     unlisted = charges.filter(pl.col("kind") == "unlisted")
     if not unlisted.is_empty():

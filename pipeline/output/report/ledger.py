@@ -19,24 +19,22 @@ from typing import Any, Final
 import polars as pl
 
 from pipeline.output.results.write import touched_rows
+from pipeline.request_columns import request_schema
+from pipeline.rows import SHOWN
 from pipeline.state import Store
 from pipeline.state.events import SucceededEvent, event_from_dict
 from pipeline.state.rule import SUCCEEDED, event_cost
 from pipeline.state.store import Verdict
 
-__all__ = ["NANO", "REQUEST_COLUMNS", "nano", "state_charges", "usd"]
+__all__ = ["NANO", "nano", "state_charges", "usd"]
 
 NANO = 1_000_000_000
-REQUEST_COLUMNS: Final = ("model", "prompt", "width", "height", "quality", "background", "output_format")
 _KEYS = {"id": pl.String, "fingerprint": pl.String}
 _CHARGES: Final = {
-    **_KEYS,
-    "task_uuid": pl.String,
-    "run_id": pl.String,
-    "at": pl.String,
-    "cost_nano": pl.Int64,
-    "kind": pl.String,
-    **{f"{name}_state": pl.Int64 if name in ("width", "height") else pl.String for name in REQUEST_COLUMNS},
+    **{name: pl.String() for name in (*_KEYS, "task_uuid", "run_id", "at")},
+    "cost_nano": pl.Int64(),
+    "kind": pl.String(),
+    **{f"{name}_state": dtype for name, dtype in request_schema(SHOWN).items()},
 }
 
 
@@ -86,7 +84,7 @@ def _listed(table: pl.LazyFrame, tasks: list[str]) -> set[str]:
 
 def _charge(event: SucceededEvent, kind: str, submit: str | None = None) -> tuple[Any, ...]:
     request = json.loads(submit).get("request") or {} if submit else {}
-    values = [request.get(name) for name in REQUEST_COLUMNS]
+    values = [request.get(name) for name in SHOWN]
     return (
         event.id,
         event.fingerprint,

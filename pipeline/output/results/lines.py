@@ -15,11 +15,14 @@ from typing import Any, Final
 
 import polars as pl
 
+from pipeline.request_columns import request_schema
+from pipeline.rows import SHOWN
 from pipeline.state.rule import SUCCEEDED
 
 __all__ = ["LINE_COLUMNS", "RESERVED", "RESULTS_COLUMNS", "results_lines", "verdict_frame"]
 
 _UTC = pl.Datetime("us", "UTC")
+_REQUEST: Final = request_schema(SHOWN)  # decoded from the submitted event's request
 RESULTS_COLUMNS: dict[str, Any] = {
     "id": pl.String,
     "fingerprint": pl.String,
@@ -31,13 +34,7 @@ RESULTS_COLUMNS: dict[str, Any] = {
     "cost_usd": pl.Float64,
     "cost_source": pl.String,
     "estimate_usd": pl.Float64,
-    "model": pl.String,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "quality": pl.String,
-    "background": pl.String,
-    "output_format": pl.String,
-    "prompt": pl.String,
+    **_REQUEST,
     "resolution": pl.String,
     "options": pl.String,  # JSON object of the options besides quality and background; null when none
     "local_path": pl.String,
@@ -77,15 +74,6 @@ _VERDICT = pl.Struct(
         "images": pl.List(_IMAGE),
     }
 )
-_REQUEST = {
-    "model": pl.String,
-    "width": pl.Int64,
-    "height": pl.Int64,
-    "quality": pl.String,
-    "background": pl.String,
-    "output_format": pl.String,
-    "prompt": pl.String,
-}
 _SUBMIT = pl.Struct({"at": pl.String, "estimate_usd": pl.Float64, "request": pl.Struct(_REQUEST)})
 _DECODE_SLICE: Final = 4096  # JSON texts decoded at once
 _DOWNLOAD = pl.Struct({"path": pl.String, "sha256": pl.String, "bytes": pl.Int64})
