@@ -11,6 +11,7 @@ Closing the sandbox drops hung requests and cancels tasks still generating.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -30,17 +31,45 @@ __all__ = ["SandboxHandle", "SandboxThread", "running_sandbox"]
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the host program owns SIGINT and SIGTERM."""
+    """uvicorn without its signal handlers (the host program owns SIGINT and SIGTERM) and without its
+    fixed waits on the way out: its 0.1 s tick and its 0.1 s pause in shutdown made every stop take
+    0.2 s, and a test run starts some 220 sandboxes. ``stop()`` asks it to stop at once."""
 
     ready: anyio.Event
+    _stop: anyio.Event
 
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stop = anyio.Event()
         await super().startup(sockets)
         self.ready.set()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stop.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop (its ``on_tick`` keeps the Date header fresh), woken at once by ``stop``."""
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with anyio.move_on_after(0.1):
+                await self._stop.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, close every connection (a request under way is answered first), wait up to
+        ``timeout_graceful_shutdown`` for the requests under way, then cancel what is left."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        if self.server_state.tasks:  # the requests under way (uvicorn serves on asyncio)
+            await asyncio.wait(list(self.server_state.tasks), timeout=self.config.timeout_graceful_shutdown)
+        for task in self.server_state.tasks:
+            task.cancel()
 
 
 class SandboxHandle:
@@ -125,7 +154,7 @@ async def running_sandbox(
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 sandbox.closing.set()
-                server.should_exit = True
+                server.stop()
                 await stopped.wait()
             group.cancel_scope.cancel()
             sock.close()
