@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from pipeline.run.runner import Provider
 from pipeline.sandbox import SandboxSettings, SandboxThread
 from pipeline.state import STATE_NAME, Store, export_events
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-live-NEVER-PRINT-ME-7f3a9c"
 
 
@@ -49,6 +49,7 @@ def files_containing(folder: Path, needle: bytes) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.slow  # a whole verbose run, then every command over its output
 def test_key_is_in_no_output_of_a_verbose_run(tmp_path: Path, sandbox: SandboxThread) -> None:
     """Run, status, results and report at -vv: the key is in no stream and no file they write (the
     state database and its audit export included)."""

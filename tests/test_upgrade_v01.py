@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.paths import V01_JOB
 
 from pipeline.cli import main
 from pipeline.config.jobspec import load_job_spec
 from pipeline.output.plan.build import build_plan
 
-FIXTURE = Path(__file__).parent / "data" / "v01_job"
+FIXTURE = V01_JOB
 EXPECTED: dict[str, Any] = json.loads((FIXTURE / "expected.json").read_text())
 
 
