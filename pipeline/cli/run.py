@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -19,6 +20,9 @@ from pipeline.config.jobspec import JobSpec, load_job_spec
 from pipeline.config.profiles import ProviderProfile, load_model_profile, load_provider_profile
 from pipeline.errors import ConfigError, ModelUnavailableError
 from pipeline.run.outcome import UNAVAILABLE_LIMIT, Outcome, Stop, StoppedModel
+
+if TYPE_CHECKING:
+    from pipeline.runware.client import Delivery
 
 __all__ = ["register", "resolve_provider", "stopped_model_lines", "this_run_line"]
 
@@ -45,7 +49,7 @@ def _api_key(spec: JobSpec, profile: ProviderProfile) -> str:
     return key
 
 
-def resolve_provider(spec: JobSpec) -> tuple[ProviderProfile, str | None, str, str]:
+def resolve_provider(spec: JobSpec) -> tuple[ProviderProfile, str | None, str, Delivery]:
     """(profile, endpoint or None for the embedded sandbox, api key, delivery)."""
     profile = load_provider_profile(spec.provider.profile)
     endpoint = spec.provider.endpoint or (None if profile.embedded else profile.endpoint)

@@ -98,7 +98,6 @@ class EngineHooks:
     sleep: Sleep | None = None  # default: anyio.sleep, cut short when dispatching stops
     backoff: Backoff = field(default_factory=Backoff)
     poll: Poll | None = None  # default: give up on a silent task after 2 * request_timeout_s + 60 s
-    delivery: str = "sync"
     queue_size: int = 256
 
 
@@ -461,7 +460,7 @@ class Engine:
                     task_uuid,
                     refs.wire,
                     profile=load_model_profile(row.request.model),
-                    delivery=self.hooks.delivery,
+                    delivery=self._client.delivery,
                 )
                 try:
                     images = await self._send(row, task, attempt, reserved) if send_first else []

@@ -33,7 +33,7 @@ from pipeline.run.engine import Engine, EngineHooks, RowBatch
 from pipeline.run.fetcher import Fetcher
 from pipeline.run.outcome import Outcome, Stop
 from pipeline.run.progress import Tally, show_progress
-from pipeline.runware.client import RunwareClient
+from pipeline.runware.client import Delivery, RunwareClient
 from pipeline.runware.http_lean import LeanConnections
 from pipeline.runware.http_shards import ShardedTransport, environment_proxy
 from pipeline.state import Store, open_job_state
@@ -53,7 +53,7 @@ class Provider:
 
     endpoint: str
     api_key: str = field(repr=False)  # a logged or printed Provider must not show the key
-    delivery: str = "sync"
+    delivery: Delivery = "sync"
 
     def __repr__(self) -> str:
         return f"Provider(endpoint={self.endpoint!r}, delivery={self.delivery!r})"
@@ -82,7 +82,7 @@ async def run_job(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Outcome:
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
-    hooks = hooks or EngineHooks(delivery=provider.delivery)
+    hooks = hooks or EngineHooks()
     from_manifest = batches is None
     with job_lock(spec.out_dir, spec.name):
         for tmp in remove_stale_temps(spec.out_dir):
@@ -103,7 +103,9 @@ async def run_job(
             store.record(RunEvent(run_id=run_id))
             lean = _lean_connections(spec, provider.endpoint, transport)
             async with _http_client(spec, provider.endpoint, transport) as http, lean or nullcontext():
-                client = RunwareClient(http, provider.endpoint, provider.api_key, lean=lean)
+                client = RunwareClient(
+                    http, provider.endpoint, provider.api_key, delivery=provider.delivery, lean=lean
+                )
                 # the fetcher records through the engine's writer (bound once the engine exists)
                 fetcher = (
                     Fetcher(http, spec, lambda event: engine.record(event)) if spec.output.download else None

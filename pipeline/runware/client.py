@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from typing import Literal
 
 import httpx
 
@@ -53,6 +54,7 @@ from pipeline.runware.wire import (
 
 __all__ = [
     "UNREACHABLE",
+    "Delivery",
     "ImageResult",
     "InDoubtError",
     "InferenceTask",
@@ -69,6 +71,7 @@ __all__ = [
 ]
 
 
+Delivery = Literal["sync", "async"]
 UNREACHABLE = "connectError"  # the code of a request that never left: no connection
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -99,10 +102,17 @@ class RunwareClient:
     """Runware's REST API (``POST endpoint`` with a JSON array of tasks)."""
 
     def __init__(
-        self, http: httpx.AsyncClient, endpoint: str, api_key: str, *, lean: LeanConnections | None = None
+        self,
+        http: httpx.AsyncClient,
+        endpoint: str,
+        api_key: str,
+        *,
+        delivery: Delivery = "sync",
+        lean: LeanConnections | None = None,
     ) -> None:
         self._http = http
         self._lean = lean  # when given, the POSTs go over these connections (``http_lean``)
+        self.delivery = delivery  # how this provider answers an inference (the tasks say it)
         self.endpoint = endpoint
         self._url = httpx.URL(endpoint)
         self._api_key = api_key

@@ -18,7 +18,7 @@ from pipeline.run.engine import Engine, EngineHooks
 from pipeline.run.outcome import Outcome
 from pipeline.run.reconcile import Poll
 from pipeline.run.retry import Backoff
-from pipeline.runware.client import RunwareClient
+from pipeline.runware.client import Delivery, RunwareClient
 from pipeline.state import open_job_state
 
 KEY = "sk-engine-test-KEY"
@@ -50,17 +50,24 @@ def make_spec(tmp_path: Path, **limits: Any) -> JobSpec:
 FAST = EngineHooks(backoff=Backoff(base=0.001, cap=0.01), poll=Poll(interval=0.001, max_interval=0.01))
 
 
-async def run(spec: JobSpec, fake: FakeRunware, rows: list[Row], hooks: EngineHooks = FAST) -> Outcome:
-    return await run_with(spec, fake.transport(), rows, hooks)
+async def run(
+    spec: JobSpec, fake: FakeRunware, rows: list[Row], hooks: EngineHooks = FAST, delivery: Delivery = "sync"
+) -> Outcome:
+    return await run_with(spec, fake.transport(), rows, hooks, delivery)
 
 
 async def run_with(
-    spec: JobSpec, transport: httpx.AsyncBaseTransport, rows: list[Row], hooks: EngineHooks = FAST
+    spec: JobSpec,
+    transport: httpx.AsyncBaseTransport,
+    rows: list[Row],
+    hooks: EngineHooks = FAST,
+    delivery: Delivery = "sync",
 ) -> Outcome:
     """One engine run over ``rows`` with the job's state, as ``run_job`` opens it."""
     with open_job_state(spec.out_dir, job=spec.name) as store:
         async with httpx.AsyncClient(transport=transport) as http:
-            engine = Engine(spec, RunwareClient(http, "http://f/v1", KEY), store, run_id="r1", hooks=hooks)
+            client = RunwareClient(http, "http://f/v1", KEY, delivery=delivery)
+            engine = Engine(spec, client, store, run_id="r1", hooks=hooks)
             return await engine.run(iter([Batch(rows)]))
 
 

@@ -88,8 +88,8 @@ class TestHappyPath:
     async def test_async_delivery_polls(self, tmp_path: Path) -> None:
         """deliveryMethod async: acknowledged, then polled with getResponse until success."""
         spec, fake = make_spec(tmp_path), FakeRunware()
-        hooks = EngineHooks(backoff=FAST.backoff, poll=FAST.poll, delivery="async")
-        outcome = await run(spec, fake, [make_row(i, n=2) for i in range(3)], hooks)
+        hooks = EngineHooks(backoff=FAST.backoff, poll=FAST.poll)
+        outcome = await run(spec, fake, [make_row(i, n=2) for i in range(3)], hooks, delivery="async")
         assert outcome.rows["succeeded"] == 3
         assert all(t["deliveryMethod"] == "async" for t in fake.tasks.values())
         assert any(body[0]["taskType"] == "getResponse" for body in fake.requests)
