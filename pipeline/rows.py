@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any, Final
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ImageRequest",
     "ImageResult",
     "Row",
+    "usd",
 ]
 
 # Options that have their own field (and place in the fingerprint) since version 0.1.
@@ -96,6 +98,15 @@ REQUEST_FIELDS: Final = tuple(name for name in SETTINGS if name not in LEGACY_OP
 SHOWN: Final = (*(name for name in SETTINGS if name != "number_results"), "prompt")
 
 
+def usd(value: float | int | str | Decimal | None) -> Decimal | None:
+    """The exact amount a money field says; None stays None. Money is a ``Decimal`` from the provider's
+    answer to the state and back: a JSON number's float prints as its shortest text, which is the
+    provider's, so ``Decimal(str(x))`` is exact, and only a table or a printout turns it into a float."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))
+
+
 @dataclass(slots=True, kw_only=True)
 class ImageResult:
     """One generated image of a succeeded task (not frozen, for speed on million-line states: treat it
@@ -104,7 +115,10 @@ class ImageResult:
     index: int
     image_uuid: str
     image_url: str
-    cost_usd: float | None = None
+    cost_usd: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        self.cost_usd = usd(self.cost_usd)  # exact whatever it was given (a parsed JSON float...)
 
 
 @dataclass(frozen=True, slots=True)

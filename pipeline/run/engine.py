@@ -281,7 +281,7 @@ class Engine:
 
     async def _reconcile_one(self, submitted: SubmittedEvent) -> None:
         row = row_from_submitted(submitted)
-        reserved = Decimal(str(submitted.estimate_usd or 0)) or estimate_usd(row.request)
+        reserved = submitted.estimate_usd or estimate_usd(row.request)
         self.budget.force_reserve(reserved)
         self.tally.in_flight += 1
         try:

@@ -20,7 +20,7 @@ def succeeded_event(
     row: Row, task_uuid: str, run_id: str, images: Sequence[ImageResult]
 ) -> tuple[SucceededEvent, Decimal | None]:
     """The ``succeeded`` event and the task's exact cost (None when the provider sent no cost)."""
-    costs = [Decimal(str(i.cost_usd)) for i in images if i.cost_usd is not None]
+    costs = [i.cost_usd for i in images if i.cost_usd is not None]
     cost = sum(costs, Decimal(0)) if costs else None
     event = SucceededEvent(
         id=row.id,
@@ -28,7 +28,7 @@ def succeeded_event(
         task_uuid=task_uuid,
         run_id=run_id,
         images=tuple(images),
-        cost_usd=None if cost is None else float(cost),
+        cost_usd=cost,
     )
     return event, cost
 

@@ -49,7 +49,7 @@ from pipeline.errors import (
     TaskUnknownError,
     TransientProviderError,
 )
-from pipeline.rows import ImageRequest, ImageResult
+from pipeline.rows import ImageRequest, ImageResult, usd
 
 __all__ = [
     "ImageResult",
@@ -399,7 +399,7 @@ def images_of(items: Sequence[Mapping[str, object]], task_uuid: str) -> list[Ima
                     index=len(images),
                     image_uuid=str(item["imageUUID"]),
                     image_url=str(item["imageURL"]),
-                    cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+                    cost_usd=usd(cost) if isinstance(cost, (int, float)) else None,
                 )
             )
     return images

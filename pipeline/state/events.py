@@ -5,8 +5,9 @@
     event_from_dict(json.loads(line))     # == ev
 
 Events are plain slotted dataclasses (not frozen, for speed on million-line ledgers): treat them as
-immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are floats in USD as billed; sum
-them exactly with ``Decimal(str(x))``. ``pipeline.state.ledger_file`` reads them from a 0.1 ledger.
+immutable. Timestamps ``at`` are ISO-8601 UTC strings. Money fields are exact ``Decimal`` USD as billed
+(``rows.usd`` reads them), written as JSON numbers, as 0.1 wrote them (a float's shortest text is the
+amount's). ``pipeline.state.ledger_file`` reads them from a 0.1 ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, ClassVar, TypeAlias
 
-from pipeline.rows import SCALARS, ImageRequest, ImageResult, Row
+from pipeline.rows import SCALARS, ImageRequest, ImageResult, Row, usd
 
 __all__ = [
     "DownloadFailedEvent",
@@ -87,17 +88,20 @@ class SubmittedEvent:
     task_uuid: str
     attempt: int
     run_id: str
-    estimate_usd: float | None
+    estimate_usd: Decimal | None
     request: dict[str, Any]
     passthrough: dict[str, Any] = field(default_factory=dict)
     at: str = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        self.estimate_usd = usd(self.estimate_usd)  # exact, as parsed or as given
 
     @classmethod
     def for_row(
         cls, row: Row, *, task_uuid: str, attempt: int, run_id: str, estimate_usd: float | Decimal | None
     ) -> SubmittedEvent:
         """The event for sending ``row`` as ``task_uuid`` (request fields and passthrough copied)."""
-        estimate = None if estimate_usd is None else float(estimate_usd)
+        estimate = usd(estimate_usd)
         return cls(
             id=row.id,
             fingerprint=row.fingerprint,
@@ -152,8 +156,11 @@ class SucceededEvent:
     task_uuid: str
     run_id: str
     images: tuple[ImageResult, ...]
-    cost_usd: float | None
+    cost_usd: Decimal | None
     at: str = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        self.cost_usd = usd(self.cost_usd)  # exact, as parsed or as given
 
 
 @dataclass(slots=True, kw_only=True)
@@ -294,7 +301,4 @@ def event_from_dict(record: Mapping[str, Any]) -> Event | None:
 
 
 def _image(image: Mapping[str, Any]) -> ImageResult:
-    try:
-        return ImageResult(**image)
-    except TypeError:
-        return ImageResult(**{name: image[name] for name in _FIELDS[ImageResult] if name in image})
+    return ImageResult(**{name: image[name] for name in _FIELDS[ImageResult] if name in image})

@@ -37,7 +37,6 @@ __all__ = [
     "format_extension",
     "highest_attempt",
     "image_extension",
-    "money",
     "on_failed",
     "on_submitted",
     "on_succeeded",
@@ -109,25 +108,12 @@ def highest_attempt(current: int, attempt: int) -> int:
     return attempt if attempt > current else current
 
 
-def money(value: float | int | str | Decimal | None) -> Decimal:
-    """Exact Decimal of a ledger money field (``Decimal(str(x))``; None is 0)."""
-    return Decimal(0) if value is None else Decimal(str(value))
-
-
-@lru_cache(maxsize=4096)
-def _money(value: float | None) -> Decimal:
-    """``money`` memoised: a job bills the same few prices over and over."""
-    return money(value)
-
-
 def event_cost(ev: SucceededEvent) -> Decimal:
-    """Exact sum of the images' costs (a float total may carry rounding); the total if none has one."""
+    """Exact sum of the images' costs; the event's total if none has one (0 if neither)."""
     costs = [image.cost_usd for image in ev.images if image.cost_usd is not None]
     if not costs:
-        return _money(ev.cost_usd)
-    if len(costs) == 1:
-        return _money(costs[0])
-    return sum(map(_money, costs), Decimal(0))
+        return ev.cost_usd or Decimal(0)
+    return costs[0] if len(costs) == 1 else sum(costs, Decimal(0))
 
 
 def image_extension(output_format: object, url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ async def test_reconcile_after_a_lost_answer() -> None:
             await client.infer(lost)
         status = await client.get_response(lost["taskUUID"], expected=1)
         assert status.state == "success"
-        assert status.images[0].cost_usd == 0.011
+        assert status.images[0].cost_usd == Decimal("0.011")
         sb.configure(faults={})
         with pytest.raises(TaskConflictError):
             await client.infer(lost)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -100,7 +101,7 @@ class TestAnswers:
             images = await client.infer(request)
         item = response["data"][0]
         assert [(i.image_uuid, i.image_url, i.cost_usd) for i in images] == [
-            (item["imageUUID"], item["imageURL"], item["cost"])
+            (item["imageUUID"], item["imageURL"], Decimal(str(item["cost"])))  # exact: the answer's text
         ]
         assert seen[0].headers["authorization"] == f"Bearer {KEY}"
         assert json.loads(seen[0].content) == [request]

@@ -379,7 +379,7 @@ class TestEachEventsEffect:
     def test_spend_is_the_images_costs_exactly(self, store: Store) -> None:
         """Per-image costs add up in Decimal; unknown ones count 0; with none, the event's total counts."""
         no_costs = succeeded("c", costs=(None,))
-        no_costs.cost_usd = 0.04
+        no_costs.cost_usd = Decimal("0.04")
         store.record_many([succeeded("a", costs=(0.1, 0.2)), succeeded("b", costs=(0.5, None)), no_costs])
         assert str(store.spent_usd()) == "0.84"
 
