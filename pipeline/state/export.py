@@ -6,10 +6,10 @@ store.export_jsonl(sys.stdout)                   # or streamed anywhere
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+from pipeline.files import sink_atomic
 from pipeline.state.store import Store, StoreError
 
 __all__ = ["export_events"]
@@ -18,17 +18,14 @@ __all__ = ["export_events"]
 def export_events(store: Store, dest: str | Path) -> int:
     """Write the event log to ``dest`` (replacing it only once complete); how many events."""
     dest = Path(dest)
-    fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    counted: list[int] = []
+
+    def into(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="\n") as out:
+            counted.append(store.export_jsonl(out))
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            count = store.export_jsonl(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise StoreError(f"{dest}: cannot write the event log: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return count
+        sink_atomic(dest, into)
+    except PipelineError as exc:
+        raise StoreError(f"cannot write the event log: {exc}") from exc
+    return counted[0]

@@ -11,12 +11,12 @@ it to ``state.db`` only when complete: a killed import leaves no state, and the 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pipeline.files import replace_durably
 from pipeline.state.durability import Durability
 from pipeline.state.events import Event
 from pipeline.state.ledger_file import LEDGER_NAME, ledger_entries
@@ -80,9 +80,7 @@ def import_ledger(
         store.compact()
     finally:
         store.close()  # checkpoints the WAL into the file and removes it
-    _fsync(temp)
-    os.replace(temp, state)
-    _fsync(state.parent)
+    replace_durably(temp, state)
     return ImportSummary(ledger, state, events, total)
 
 
@@ -106,12 +104,3 @@ def _take(lines: Iterator[tuple[Event | None, str, str]], n: int) -> list[tuple[
 def _remove_database(path: Path) -> None:
     for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         leftover.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    """fsync a file, or a directory after a rename into it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

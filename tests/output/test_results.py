@@ -17,13 +17,13 @@ from helpers.paths import V01_JOB
 
 from pipeline.config.jobspec import load_job_spec
 from pipeline.errors import PipelineError, SpliceError
+from pipeline.files import write_atomic
 from pipeline.output.results.parquet_splice import Footer
 from pipeline.output.results.write import (
     RESULTS_COLUMNS,
     rebuild_results,
     remove_stale_temps,
     table_mark,
-    write_atomic,
     write_rejects,
     write_results,
 )

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import polars as pl
 
 from pipeline.errors import PipelineError, SpliceError
+from pipeline.files import sink_atomic, write_atomic
 from pipeline.output.results.lines import LINE_COLUMNS, RESULTS_COLUMNS, results_lines, verdict_frame
 from pipeline.output.results.table import Lines, Parts, write_table, write_table_csv
 from pipeline.output.status import read_state
@@ -48,7 +48,6 @@ __all__ = [
     "shown_seq",
     "table_mark",
     "touched_rows",
-    "write_atomic",
     "write_frame",
     "write_rejects",
     "write_results",
@@ -231,23 +230,13 @@ def _pages(pages: Iterable[list[Verdict]]) -> Iterator[list[Verdict]]:
 def _publish(plan: Lines, out: Path, formats: Collection[str]) -> Path:
     """Write the lines to ``results.parquet`` (with the state's mark) and ``results.csv``."""
     table = out / RESULTS_NAME
-    _sink_atomic(table, lambda tmp: write_table(tmp, plan))
+    sink_atomic(table, lambda tmp: write_table(tmp, plan))
     if "csv" in formats:
         write_atomic(out / "results.csv", lambda f: write_table_csv(table, f))
     return table
 
 
 # -- files ---------------------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(file)`` into a temp file beside it, fsync, then rename over it."""
-
-    def into(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            write(f)
-
-    return _sink_atomic(path, into)
 
 
 def remove_stale_temps(out_dir: Path) -> list[Path]:
@@ -268,42 +257,8 @@ def remove_stale_temps(out_dir: Path) -> list[Path]:
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename itself is still atomic
-    finally:
-        os.close(fd)
-
-
 def _plain(value: Any) -> Any:
     return value.to_list() if isinstance(value, pl.Series) else value
-
-
-def _sink_atomic(path: Path, sink: Callable[[Path], None]) -> Path:
-    """``sink(tmp)`` writes a temp file beside ``path`` (a lazy frame's sink takes a path, not a file);
-    it is fsynced, then renamed over ``path``: a reader never sees half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        sink(tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise PipelineError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def _csv_safe(frame: pl.LazyFrame) -> pl.LazyFrame:
