@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Literal
 
 import httpx
 
@@ -29,6 +28,7 @@ from pipeline.errors import (
 )
 from pipeline.runware.http_lean import Answer, LeanConnections, post_head
 from pipeline.runware.wire import (
+    Delivery,
     ImageResult,
     InDoubtError,
     InferenceTask,
@@ -71,7 +71,6 @@ __all__ = [
 ]
 
 
-Delivery = Literal["sync", "async"]
 UNREACHABLE = "connectError"  # the code of a request that never left: no connection
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias, cast
+from typing import Any, ClassVar, Literal, TypeAlias, cast
 
 from pipeline.config.profiles import ModelProfile
 from pipeline.errors import (
@@ -52,6 +52,7 @@ from pipeline.errors import (
 from pipeline.rows import ImageRequest, ImageResult, usd
 
 __all__ = [
+    "Delivery",
     "ImageResult",
     "InDoubtError",
     "InferenceTask",
@@ -118,6 +119,9 @@ WireTask: TypeAlias = Mapping[str, object]
 WireItem: TypeAlias = dict[str, object]
 
 
+Delivery: TypeAlias = Literal["sync", "async"]  # how the provider answers an inference
+
+
 @dataclass(frozen=True, slots=True)
 class InferenceTask:
     """One ``imageInference`` task: the request, the taskUUID and the references as the wire takes them
@@ -128,7 +132,7 @@ class InferenceTask:
     request: ImageRequest
     profile: ModelProfile
     reference_images: tuple[str, ...] = ()
-    delivery: str = "sync"  # "async": the answer only accepts it (poll it with getResponse)
+    delivery: Delivery = "sync"  # "async": the answer only accepts it (poll it with getResponse)
 
     def wire(self) -> dict[str, object]:
         """The task's JSON object. Each option goes where the profile puts it (top level, ``settings``,
@@ -171,7 +175,7 @@ def inference_task(
     reference_images: Sequence[str] = (),
     *,
     profile: ModelProfile,
-    delivery: str = "sync",
+    delivery: Delivery = "sync",
 ) -> InferenceTask:
     """The ``imageInference`` task for ``request``; ``reference_images`` already resolved for the wire."""
     return InferenceTask(task_uuid, request, profile, tuple(reference_images), delivery)
