@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,53 +82,94 @@ async def run_job(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Outcome:
     """Run or resume ``spec`` until every row is done, failed for good, or a limit is hit."""
-    hooks = hooks or EngineHooks()
-    from_manifest = batches is None
+    drive = functools.partial(
+        _drive, console=console, progress_interval=progress_interval, handle_signals=handle_signals
+    )
     with job_lock(spec.out_dir, spec.name):
         for tmp in remove_stale_temps(spec.out_dir):
             log.info("removed %s, left by a run killed while writing it", tmp.name)
-        # a bad manifest fails here, before the state is opened
-        manifest = await anyio.to_thread.run_sync(open_manifest, spec, batch_size) if from_manifest else None
-        try:
-            store = await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console))
-        except BaseException:
-            if manifest is not None:
-                manifest.close()
-            raise
-        if manifest is not None:
-            batches = _open_rows(manifest, store.path, batch_size)
-        stream = iter(batches or ())
+        store, stream = await _open_job(spec, console, batch_size, batches)
         try:
             run_id = new_run_id()
             store.record(RunEvent(run_id=run_id))
-            lean = _lean_connections(spec, provider.endpoint, transport)
-            async with _http_client(spec, provider.endpoint, transport) as http, lean or nullcontext():
-                client = RunwareClient(
-                    http, provider.endpoint, provider.api_key, delivery=provider.delivery, lean=lean
-                )
-                # the fetcher records through the engine's writer (bound once the engine exists)
-                fetcher = (
-                    Fetcher(http, spec, lambda event: engine.record(event)) if spec.output.download else None
-                )
-                engine = Engine(
-                    spec, client, store, run_id=run_id, tally=Tally(hooks.clock), hooks=hooks, fetcher=fetcher
-                )
-                try:
-                    with _unwrapped():
-                        await _drive(engine, stream, console, progress_interval, handle_signals)
-                except PipelineError:
-                    with anyio.CancelScope(shield=True):
-                        await _write_results(spec)  # keep what was done before the error
-                    raise
-            outcome = engine.outcome
-            outcome.images = store.totals()["images"]  # the job's totals, from what was committed
-            outcome.spent_usd = store.spent_usd()
-            if from_manifest and outcome.manifest_done:
+            async with _provider(spec, provider, transport) as (http, client):
+                engine = _engine(spec, client, http, store, run_id, hooks or EngineHooks())
+                await _run_engine(spec, engine, stream, drive)
+            outcome = _totals(engine.outcome, store)
+            if batches is None and outcome.manifest_done:
                 _record_manifest(store, spec, outcome)
         finally:
             store.close()
         with anyio.CancelScope(shield=True):
             await _write_tables(spec, outcome)
+    return outcome
+
+
+async def _open_job(
+    spec: JobSpec, console: Console | None, batch_size: int, batches: Iterator[RowBatch] | None
+) -> tuple[Store, Iterator[RowBatch]]:
+    """The job's state and its rows: the manifest's batches (a bad manifest fails here, before the
+    state is opened), or ``batches`` when given."""
+    if batches is not None:
+        return await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console)), iter(batches)
+    manifest = await anyio.to_thread.run_sync(open_manifest, spec, batch_size)
+    try:
+        store = await anyio.to_thread.run_sync(functools.partial(_open_state, spec, console))
+    except BaseException:
+        manifest.close()
+        raise
+    return store, _open_rows(manifest, store.path, batch_size)
+
+
+@asynccontextmanager
+async def _provider(
+    spec: JobSpec, provider: Provider, transport: httpx.AsyncBaseTransport | None
+) -> AsyncIterator[tuple[httpx.AsyncClient, RunwareClient]]:
+    """The run's HTTP client and the provider's client on it (and the lean connections it posts on)."""
+    lean = _lean_connections(spec, provider.endpoint, transport)
+    async with _http_client(spec, provider.endpoint, transport) as http, lean or nullcontext():
+        yield (
+            http,
+            RunwareClient(http, provider.endpoint, provider.api_key, delivery=provider.delivery, lean=lean),
+        )
+
+
+def _engine(
+    spec: JobSpec,
+    client: RunwareClient,
+    http: httpx.AsyncClient,
+    store: Store,
+    run_id: str,
+    hooks: EngineHooks,
+) -> Engine:
+    """The engine, with a fetcher that records through its writer when the job downloads images."""
+    fetcher = Fetcher(http, spec, lambda event: engine.record(event)) if spec.output.download else None
+    engine = Engine(
+        spec, client, store, run_id=run_id, tally=Tally(hooks.clock), hooks=hooks, fetcher=fetcher
+    )
+    return engine
+
+
+async def _run_engine(
+    spec: JobSpec,
+    engine: Engine,
+    stream: Iterator[RowBatch],
+    drive: Callable[[Engine, Iterator[RowBatch]], Awaitable[None]],
+) -> None:
+    """Drive the engine; on an error, keep what was done in the results table before raising it."""
+    try:
+        with _unwrapped():
+            await drive(engine, stream)
+    except PipelineError:
+        with anyio.CancelScope(shield=True):
+            await _write_results(spec)
+        raise
+
+
+def _totals(outcome: Outcome, store: Store) -> Outcome:
+    """The outcome with the job's totals, from what was committed."""
+    outcome.images = store.totals()["images"]
+    outcome.spent_usd = store.spent_usd()
     return outcome
 
 
