@@ -48,7 +48,7 @@ from pipeline.run.budget import Budget, estimate_usd
 from pipeline.run.downloads import pending_downloads
 from pipeline.run.earlier_models import generated_by_earlier_model, settings_of
 from pipeline.run.fetcher import Fetcher
-from pipeline.run.limits import AdaptiveWindow, Clock, PauseGate, Sleep, TokenBucket
+from pipeline.run.limits import AdaptiveWindow, Clock, PauseGate, Sleep, Slot, TokenBucket
 from pipeline.run.outcome import Outcome, Stop
 from pipeline.run.progress import Tally
 from pipeline.run.reconcile import Poll, StillInDoubtError, row_from_submitted, settle
@@ -449,11 +449,7 @@ class Engine:
             async with self.window.slot() as slot:
                 attempt = 0
                 if send_first:
-                    self._check_deadline()  # the wait for a place may have outlasted max_runtime
-                    if self.halted:
-                        raise _Stopped  # stopped while waiting for a place in the window
-                    self._check_model(row)  # its model was refused while it waited: not sent
-                    attempt = self._next_attempt(row.fingerprint)
+                    attempt = self._attempt_to_send(row)
                     task_uuid = task_uuid_for(self._namespace, row.fingerprint, attempt)
                 task = inference_task(
                     row.request,
@@ -462,14 +458,7 @@ class Engine:
                     profile=load_model_profile(row.request.model),
                     delivery=self._client.delivery,
                 )
-                try:
-                    images = await self._send(row, task, attempt, reserved) if send_first else []
-                    if not images:
-                        images = await self._settle(task, row)
-                except ProviderError as exc:
-                    if is_overload(exc) and not is_model_refusal(exc):  # one model's 503 is not the
-                        slot.backoff()  # account's overload: the other models keep their window
-                    raise
+                images = await self._exchange(row, task, attempt, reserved, slot, send_first=send_first)
         except _FatalInDoubt as exc:
             self.stop(Stop.FATAL, exc.error)  # no verdict on the task: it stays in doubt
             raise _Stopped from None
@@ -479,6 +468,27 @@ class Engine:
             self._refused(row, task_uuid, exc, last)
         self._succeeded(row, task_uuid, images, reserved)
         await self._download(row, task_uuid, images)
+
+    def _attempt_to_send(self, row: Row) -> int:
+        """In a place of the window, just before a send: the attempt number of the row's new task, unless
+        the run stopped or the row's model was refused while it waited (then it is not sent)."""
+        self._check_deadline()  # the wait for a place may have outlasted max_runtime
+        if self.halted:
+            raise _Stopped
+        self._check_model(row)
+        return self._next_attempt(row.fingerprint)
+
+    async def _exchange(
+        self, row: Row, task: InferenceTask, attempt: int, reserved: Decimal, slot: Slot, *, send_first: bool
+    ) -> list[ImageResult]:
+        """Send the task (unless only settling it) and settle it when no images came; its images."""
+        try:
+            images = await self._send(row, task, attempt, reserved) if send_first else []
+            return images or await self._settle(task, row)
+        except ProviderError as exc:
+            if is_overload(exc) and not is_model_refusal(exc):  # one model's 503 is not the account's
+                slot.backoff()  # overload: the other models keep their window
+            raise
 
     async def _download(self, row: Row, task_uuid: str, images: list[ImageResult]) -> None:
         """Fetch the images of the row's success (its first: a row is only sent until it succeeds)."""
