@@ -1,14 +1,19 @@
 """The imageInference tasks the sandbox tests send: the shape of the shared Runware examples, and the
-task the pipeline's own wire builder makes for any model of the catalog."""
+task the pipeline's own wire builder makes for any model of the catalog; and a window of them sent at
+once (``most_in_flight``)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import anyio
+
 from pipeline.config.profiles import load_model_profile, parse_size
 from pipeline.rows import ImageRequest
+from pipeline.runware.client import RunwareClient
 from pipeline.runware.wire import inference_task
+from pipeline.sandbox import SandboxHandle
 
 
 def inference(**overrides: Any) -> dict[str, Any]:
@@ -60,3 +65,24 @@ def model_task(model: str, refs: tuple[str, ...] = (), **changes: Any) -> dict[s
 
 def _text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+async def most_in_flight(sandbox: SandboxHandle, client: RunwareClient, window: int, waves: int = 1) -> int:
+    """Send ``waves`` windows of ``window`` tasks through ``client``, one window after the other; the most
+    tasks the sandbox held at once (polled every 10 ms)."""
+    most = 0
+
+    async def watch() -> None:
+        nonlocal most
+        while True:
+            most = max(most, sandbox.billing()["in_flight"])
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        for _ in range(waves):
+            async with anyio.create_task_group() as senders:
+                for _ in range(window):
+                    senders.start_soon(client.infer, inference())
+        tg.cancel_scope.cancel()
+    return most

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import pytest
-from helpers.sandbox_tasks import inference
+from helpers.sandbox_tasks import inference, most_in_flight
 
 from pipeline.runware.client import UNREACHABLE, InDoubtError, RunwareClient
 from pipeline.runware.http_lean import LeanConnections, post_head
@@ -89,22 +89,7 @@ class TestAgainstTheSandbox:
             LeanConnections(WINDOW) as lean,
         ):
             client = RunwareClient(http, sb.url, "key", lean=lean)
-            most = 0
-
-            async def watch() -> None:
-                nonlocal most
-                while True:
-                    most = max(most, sb.billing()["in_flight"])
-                    await anyio.sleep(0.01)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watch)
-                for _ in range(2):
-                    async with anyio.create_task_group() as senders:
-                        for _ in range(WINDOW):
-                            senders.start_soon(client.infer, inference())
-                tg.cancel_scope.cancel()
-            assert most == WINDOW
+            assert await most_in_flight(sb, client, WINDOW, waves=2) == WINDOW
             assert lean.in_flight == 0
             assert sb.billing()["tasks"] == 2 * WINDOW
             assert len(lean._idle) == WINDOW

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import httpx
 import pytest
-from helpers.sandbox_tasks import inference
+from helpers.sandbox_tasks import inference, most_in_flight
 
 from pipeline.runware.client import InDoubtError, RunwareClient
 from pipeline.runware.http_shards import SHARD_CONNECTIONS, ShardedTransport, environment_proxy
@@ -25,21 +25,7 @@ async def test_the_whole_window_is_in_flight_at_once() -> None:
         httpx.AsyncClient(transport=transport, timeout=30) as http,
     ):
         client = RunwareClient(http, sb.url, "key")
-        most = 0
-
-        async def watch() -> None:
-            nonlocal most
-            while True:
-                most = max(most, sb.billing()["in_flight"])
-                await anyio.sleep(0.01)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            async with anyio.create_task_group() as senders:
-                for _ in range(WINDOW):
-                    senders.start_soon(client.infer, inference())
-            tg.cancel_scope.cancel()
-        assert most == WINDOW
+        assert await most_in_flight(sb, client, WINDOW) == WINDOW
         assert transport.in_flight == 0
         assert sb.billing()["tasks"] == WINDOW
 
