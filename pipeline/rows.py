@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Final
 
 __all__ = [
@@ -104,6 +105,13 @@ def usd(value: float | int | str | Decimal | None) -> Decimal | None:
     provider's, so ``Decimal(str(x))`` is exact, and only a table or a printout turns it into a float."""
     if value is None or isinstance(value, Decimal):
         return value
+    return _exact(value)
+
+
+@lru_cache(maxsize=4096)
+def _exact(value: float | int | str) -> Decimal:
+    """``Decimal(str(value))``, memoised: a job bills the same few prices over and over (an import of a
+    million events converts each)."""
     return Decimal(str(value))
 
 
