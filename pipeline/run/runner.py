@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -126,8 +127,10 @@ async def _provider(
     spec: JobSpec, provider: Provider, transport: httpx.AsyncBaseTransport | None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RunwareClient]]:
     """The run's HTTP client and the provider's client on it (and the lean connections it posts on)."""
-    lean = _lean_connections(spec, provider.endpoint, transport)
-    async with _http_client(spec, provider.endpoint, transport) as http, lean or nullcontext():
+    # Loading the CA certificates takes 25 ms: once for the pools and the lean connections alike.
+    ssl_context = None if transport is not None else httpx.create_ssl_context()
+    lean = _lean_connections(spec, provider.endpoint, transport, ssl_context)
+    async with _http_client(spec, provider.endpoint, transport, ssl_context) as http, lean or nullcontext():
         yield (
             http,
             RunwareClient(http, provider.endpoint, provider.api_key, delivery=provider.delivery, lean=lean),
@@ -230,7 +233,10 @@ def _unwrapped() -> Iterator[None]:
 
 
 def _http_client(
-    spec: JobSpec, endpoint: str, transport: httpx.AsyncBaseTransport | None
+    spec: JobSpec,
+    endpoint: str,
+    transport: httpx.AsyncBaseTransport | None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """The run's httpx client: requests to the provider's origin (all but the POSTs of
     ``_lean_connections``) go through small pools (``http_shards``); images on other hosts through
@@ -242,19 +248,22 @@ def _http_client(
         return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
     url = httpx.URL(endpoint)
     origin = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
-    ssl_context = httpx.create_ssl_context()  # one for both: loading the CA certificates takes 25 ms
+    ssl_context = ssl_context or httpx.create_ssl_context()
     shards = ShardedTransport(connections, proxy=environment_proxy(endpoint), ssl_context=ssl_context)
     return httpx.AsyncClient(timeout=timeout, limits=limits, mounts={origin: shards}, verify=ssl_context)
 
 
 def _lean_connections(
-    spec: JobSpec, endpoint: str, transport: httpx.AsyncBaseTransport | None
+    spec: JobSpec,
+    endpoint: str,
+    transport: httpx.AsyncBaseTransport | None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> LeanConnections | None:
     """Connections for the provider's POSTs (``http_lean``: a fifth of httpx's CPU a request), unless a
     transport is injected or the environment names a proxy (which only httpx speaks)."""
     if transport is not None or environment_proxy(endpoint) is not None:
         return None
-    return LeanConnections(spec.limits.concurrency + 8)
+    return LeanConnections(spec.limits.concurrency + 8, ssl_context=ssl_context)
 
 
 async def _drive(

@@ -160,11 +160,11 @@ class _Connection(asyncio.Protocol):
 class LeanConnections:
     """Up to ``connections`` keep-alive connections to one origin, the most recently used first."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self._size = connections
         self._places: asyncio.Semaphore | None = None  # made on the loop that uses it
         self._idle: list[_Connection] = []
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # for an https origin: made on first use when not given
         self.in_flight = 0  # requests sent whose answer has not come yet
 
     async def post(self, url: httpx.URL, head: bytes, body: bytes, timeouts: httpx.Timeout) -> Answer:
